@@ -1,0 +1,26 @@
+//! The shared kernel of The Marauder's Map: what the write side (the
+//! `marauders-map` crate) and the read side (the `marauders-projections`
+//! crate) must agree on, and nothing else.
+//!
+//! # Layout
+//!
+//! - [`domain`]: the vocabulary of Hogwarts incidents — severities, statuses,
+//!   locations, roles — as types that cannot hold an invalid value.
+//! - [`events`]: the event envelope `{eventId, eventType, timestamp, source,
+//!   userId, data}` and the typed catalog of every event on the log
+//!   ([`events::EventPayload`]), with decoding that fails with a clear error,
+//!   never a panic.
+//! - [`log`]: the append-only log — stream `marauders-map`, topics
+//!   `incident-events`, `presence-events`, `auth-events` — behind one
+//!   interface ([`log::EventLog`]) with two backends: Apache Iggy
+//!   ([`log::iggy`], the system of record in production) and an embedded log
+//!   kept in PostgreSQL ([`log::postgres`], so everything runs without an
+//!   Iggy server).
+//!
+//! Dependencies point one way: `log` knows nothing of `events` beyond raw
+//! bytes and message ids, `events` depends on `domain`, and `domain` on
+//! nothing.
+
+pub mod domain;
+pub mod events;
+pub mod log;

@@ -1,0 +1,699 @@
+//! The log in Apache Iggy: the system of record in production.
+//!
+//! Mapping: our stream is an Iggy stream (default `marauders-map`), each
+//! [`Topic`] an Iggy topic with one partition (id 0), each [`LogMessage`] an
+//! Iggy message whose id is the event's UUID. Consumer offsets are Iggy's own
+//! consumer offsets.
+//!
+//! Three things Iggy does not do for us, and how this module does them:
+//!
+//! - **Offsets of an append.** `send_messages` acknowledges without saying
+//!   where the messages landed, and another instance may append at the same
+//!   moment. We read the partition back from the last log end we knew and
+//!   find our message ids.
+//! - **Never hang.** With the SDK's default unlimited reconnection a call
+//!   blocks for as long as the server is down. We connect with
+//!   `reconnection_retries=0`, bound every call with a timeout, and on a
+//!   connection error or timeout throw the client away and connect afresh on
+//!   the next call — so a down server means a prompt
+//!   [`LogError::Unavailable`], and service resumes by itself when it returns.
+//! - **Waking readers.** Iggy has no push. One tailer task per process asks
+//!   the server for the log end of the topics somebody is waiting on, every
+//!   `tail_interval` (5 ms by default), and advances the shared
+//!   [`LogEndWatch`]; this process's own appends advance it at once.
+//!
+//! Durability is the server's business: run it with
+//! `IGGY_SYSTEM_PARTITION_MESSAGES_REQUIRED_TO_SAVE=1` and
+//! `IGGY_SYSTEM_PARTITION_ENFORCE_FSYNC=true` so an acknowledged append is on
+//! disk (see ARCHITECTURE.md for the cost).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use iggy::prelude::{
+    Client, CompressionAlgorithm, Consumer, ConsumerOffsetClient, Identifier, IggyClient,
+    IggyError, IggyExpiry, IggyMessage, MaxTopicSize, MessageClient, Partitioning, PollingStrategy,
+    StreamClient, TopicClient,
+};
+use tokio::sync::{Mutex, Notify};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{
+    ConsumerName, LogEndWatch, LogError, LogMessage, LogRecord, MAX_READ_LIMIT, STREAM_NAME, Topic,
+};
+
+pub const BACKEND: &str = "iggy";
+
+/// The only partition of every topic.
+const PARTITION: u32 = 0;
+
+/// How to reach Iggy.
+#[derive(Debug, Clone)]
+pub struct IggyConfig {
+    /// `iggy://user:password@host:port`, as in `IGGY_URL`. Credentials in
+    /// the URL make the SDK log in on every (re)connect.
+    pub url: String,
+    /// The stream to use; [`STREAM_NAME`] except in tests, which use a
+    /// fresh stream each so they can share one server.
+    pub stream: String,
+    /// The longest any single call to the server may take.
+    pub request_timeout: Duration,
+    /// How often the tailer asks for new messages while a reader waits.
+    pub tail_interval: Duration,
+}
+
+impl IggyConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        IggyConfig {
+            url: url.into(),
+            stream: STREAM_NAME.to_owned(),
+            request_timeout: Duration::from_secs(3),
+            tail_interval: Duration::from_millis(5),
+        }
+    }
+
+    /// The URL with `reconnection_retries=0` added (unless the user set it),
+    /// so a dead connection fails fast and we reconnect ourselves.
+    fn connection_string(&self) -> String {
+        if self.url.contains("reconnection_retries") {
+            return self.url.clone();
+        }
+        let separator = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{separator}reconnection_retries=0", self.url)
+    }
+}
+
+#[derive(Clone)]
+pub struct IggyLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: IggyConfig,
+    stream_id: Identifier,
+    topic_ids: [Identifier; 3],
+    /// One connection per role: Iggy answers one request at a time per
+    /// connection, and a slow read must not delay an append.
+    appender: Connection,
+    reader: Connection,
+    tailer: Connection,
+    watch: LogEndWatch,
+    /// Set once connected with the stream and topics in place.
+    ready: AtomicBool,
+    ready_changed: Notify,
+    stop: CancellationToken,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl IggyLog {
+    /// Returns at once; connecting, creating the stream and topics, and
+    /// tailing happen in background tasks.
+    pub fn open(config: IggyConfig) -> IggyLog {
+        let named = |name: &str| {
+            Identifier::named(name).expect("stream and topic names are valid identifiers")
+        };
+        let connection_string = config.connection_string();
+        let inner = Arc::new(Inner {
+            stream_id: named(&config.stream),
+            topic_ids: Topic::ALL.map(|topic| named(topic.name())),
+            appender: Connection::new(&connection_string),
+            reader: Connection::new(&connection_string),
+            tailer: Connection::new(&connection_string),
+            config,
+            watch: LogEndWatch::default(),
+            ready: AtomicBool::new(false),
+            ready_changed: Notify::new(),
+            stop: CancellationToken::new(),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let log = IggyLog { inner };
+        let setup = tokio::spawn(log.clone().prepare_stream_until_ready());
+        let tailer = tokio::spawn(log.clone().tail_log_ends());
+        // `try_lock` cannot fail: nobody else has seen `log` yet.
+        if let Ok(mut tasks) = log.inner.tasks.try_lock() {
+            tasks.extend([setup, tailer]);
+        }
+        log
+    }
+
+    pub(super) fn watch(&self) -> &LogEndWatch {
+        &self.inner.watch
+    }
+
+    pub(super) async fn wait_until_ready(&self, max_wait: Duration) -> Result<(), LogError> {
+        let became_ready = async {
+            loop {
+                let notified = self.inner.ready_changed.notified();
+                if self.inner.ready.load(Ordering::Acquire) {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(max_wait, became_ready)
+            .await
+            .map_err(|_| {
+                unavailable(format!(
+                    "not connected to Iggy at {} after {max_wait:?}",
+                    self.redacted_url()
+                ))
+            })
+    }
+
+    /// Connects and creates the stream and topics if they are missing,
+    /// retrying every second until it works or the log shuts down.
+    async fn prepare_stream_until_ready(self) {
+        loop {
+            match self.create_stream_and_topics().await {
+                Ok(()) => {
+                    self.inner.ready.store(true, Ordering::Release);
+                    self.inner.ready_changed.notify_waiters();
+                    tracing::info!(stream = %self.inner.config.stream, url = %self.redacted_url(), "Iggy log ready");
+                    return;
+                }
+                Err(error) => tracing::warn!(%error, "Iggy not ready yet; retrying in 1s"),
+            }
+            tokio::select! {
+                _ = self.inner.stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// Idempotent, and safe when several instances start at once: "already
+    /// exists" from a racing instance counts as success.
+    async fn create_stream_and_topics(&self) -> Result<(), LogError> {
+        let stream = self.inner.config.stream.clone();
+        let existing = self
+            .call(&self.inner.appender, "get stream", async |client| {
+                client.get_stream(&self.inner.stream_id).await
+            })
+            .await?;
+        if existing.is_none() {
+            let created = self
+                .call(
+                    &self.inner.appender,
+                    "create stream",
+                    async |client| match client.create_stream(&stream).await {
+                        Ok(_) | Err(IggyError::StreamNameAlreadyExists(_)) => Ok(()),
+                        Err(error) => Err(error),
+                    },
+                )
+                .await;
+            created?;
+        }
+        for topic in Topic::ALL {
+            let topic_id = &self.inner.topic_ids[topic.index()];
+            let existing = self
+                .call(&self.inner.appender, "get topic", async |client| {
+                    client.get_topic(&self.inner.stream_id, topic_id).await
+                })
+                .await?;
+            if existing.is_some() {
+                continue;
+            }
+            self.call(&self.inner.appender, "create topic", async |client| {
+                let created = client
+                    .create_topic(
+                        &self.inner.stream_id,
+                        topic.name(),
+                        1,
+                        CompressionAlgorithm::None,
+                        None,
+                        IggyExpiry::NeverExpire,
+                        MaxTopicSize::ServerDefault,
+                    )
+                    .await;
+                match created {
+                    Ok(_) | Err(IggyError::TopicNameAlreadyExists(..)) => Ok(()),
+                    Err(error) => Err(error),
+                }
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn append(
+        &self,
+        topic: Topic,
+        messages: &[LogMessage],
+    ) -> Result<Vec<u64>, LogError> {
+        self.ensure_ready()?;
+        // Our messages land at or after the end we last saw: a lower bound
+        // from which to find them again.
+        let known_end = self.inner.watch.current(topic);
+        let mut batch = messages
+            .iter()
+            .map(|message| {
+                IggyMessage::builder()
+                    .id(message.id.as_u128())
+                    .payload(message.payload.clone())
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| LogError::InvalidRequest(error.to_string()))?;
+        let topic_id = &self.inner.topic_ids[topic.index()];
+        self.call(&self.inner.appender, "append", async |client| {
+            client
+                .send_messages(
+                    &self.inner.stream_id,
+                    topic_id,
+                    &Partitioning::partition_id(PARTITION),
+                    &mut batch,
+                )
+                .await
+        })
+        .await?;
+        let ids: Vec<Uuid> = messages.iter().map(|message| message.id).collect();
+        self.find_offsets_of(topic, &ids, known_end).await
+    }
+
+    /// Reads forward from `from` until every id in `ids` is found; returns
+    /// their offsets in the order of `ids`.
+    async fn find_offsets_of(
+        &self,
+        topic: Topic,
+        ids: &[Uuid],
+        mut from: u64,
+    ) -> Result<Vec<u64>, LogError> {
+        let mut offsets: Vec<Option<u64>> = vec![None; ids.len()];
+        let mut fell_back = false;
+        loop {
+            let records = self.read(topic, from, MAX_READ_LIMIT.min(1000)).await?;
+            if records.is_empty() {
+                // Not there though the server acknowledged it: our lower
+                // bound was wrong (the server lost messages it had
+                // acknowledged before, so its log end went back). Look once
+                // more from a window before the current end.
+                if fell_back {
+                    return Err(LogError::Failed {
+                        backend: BACKEND,
+                        reason:
+                            "appended messages were acknowledged but cannot be found on the log"
+                                .into(),
+                    });
+                }
+                fell_back = true;
+                from = self
+                    .log_end(topic)
+                    .await?
+                    .saturating_sub(u64::from(MAX_READ_LIMIT));
+                continue;
+            }
+            for record in &records {
+                if let Some(position) = ids.iter().position(|id| *id == record.id)
+                    && offsets[position].is_none()
+                {
+                    offsets[position] = Some(record.offset);
+                }
+            }
+            if offsets.iter().all(Option::is_some) {
+                return Ok(offsets.into_iter().flatten().collect());
+            }
+            from = records.last().map_or(from, |record| record.offset + 1);
+        }
+    }
+
+    pub(super) async fn read(
+        &self,
+        topic: Topic,
+        from_offset: u64,
+        limit: u32,
+    ) -> Result<Vec<LogRecord>, LogError> {
+        self.ensure_ready()?;
+        let topic_id = &self.inner.topic_ids[topic.index()];
+        // Polling with auto-commit off stores nothing, so one fixed consumer
+        // identity serves every read.
+        let consumer = Consumer::new(Identifier::numeric(1).expect("1 is a valid id"));
+        let polled = self
+            .call(&self.inner.reader, "read", async |client| {
+                let result = client
+                    .poll_messages(
+                        &self.inner.stream_id,
+                        topic_id,
+                        Some(PARTITION),
+                        &consumer,
+                        &PollingStrategy::offset(from_offset),
+                        limit,
+                        false,
+                    )
+                    .await;
+                match result {
+                    Ok(polled) => Ok(polled.messages),
+                    // Asking beyond the end is not an error in our model.
+                    Err(IggyError::InvalidOffset(_)) => Ok(Vec::new()),
+                    Err(error) => Err(error),
+                }
+            })
+            .await?;
+        Ok(polled
+            .into_iter()
+            .filter(|message| message.header.offset >= from_offset)
+            .map(|message| LogRecord {
+                offset: message.header.offset,
+                id: Uuid::from_u128(message.header.id),
+                payload: message.payload,
+            })
+            .collect())
+    }
+
+    pub(super) async fn log_end(&self, topic: Topic) -> Result<u64, LogError> {
+        self.ensure_ready()?;
+        self.log_end_via(&self.inner.reader, topic).await
+    }
+
+    async fn log_end_via(&self, connection: &Connection, topic: Topic) -> Result<u64, LogError> {
+        let topic_id = &self.inner.topic_ids[topic.index()];
+        let details = self
+            .call(connection, "log end", async |client| {
+                client.get_topic(&self.inner.stream_id, topic_id).await
+            })
+            .await?
+            .ok_or_else(|| LogError::Failed {
+                backend: BACKEND,
+                reason: format!("topic {topic} does not exist on the server"),
+            })?;
+        let partition = details
+            .partitions
+            .iter()
+            .find(|p| p.id == PARTITION)
+            .ok_or_else(|| LogError::Failed {
+                backend: BACKEND,
+                reason: format!("topic {topic} has no partition {PARTITION}"),
+            })?;
+        // `current_offset` is the last message's offset, and 0 for an empty
+        // partition too; the message count tells the two apart.
+        Ok(
+            if partition.messages_count == 0 && partition.current_offset == 0 {
+                0
+            } else {
+                partition.current_offset + 1
+            },
+        )
+    }
+
+    pub(super) async fn store_consumer_offset(
+        &self,
+        consumer: &ConsumerName,
+        topic: Topic,
+        next_offset: u64,
+    ) -> Result<(), LogError> {
+        self.ensure_ready()?;
+        let iggy_consumer = named_consumer(consumer)?;
+        let topic_id = &self.inner.topic_ids[topic.index()];
+        // Iggy stores the last processed offset; we speak of the next one to
+        // read. "Nothing processed" (0) is the absence of a stored offset.
+        self.call(
+            &self.inner.reader,
+            "store consumer offset",
+            async |client| match next_offset {
+                0 => match client
+                    .delete_consumer_offset(
+                        &iggy_consumer,
+                        &self.inner.stream_id,
+                        topic_id,
+                        Some(PARTITION),
+                    )
+                    .await
+                {
+                    Err(error) if is_connection_error(&error) => Err(error),
+                    _ => Ok(()),
+                },
+                next => {
+                    client
+                        .store_consumer_offset(
+                            &iggy_consumer,
+                            &self.inner.stream_id,
+                            topic_id,
+                            Some(PARTITION),
+                            next - 1,
+                        )
+                        .await
+                }
+            },
+        )
+        .await
+    }
+
+    pub(super) async fn load_consumer_offset(
+        &self,
+        consumer: &ConsumerName,
+        topic: Topic,
+    ) -> Result<u64, LogError> {
+        self.ensure_ready()?;
+        let iggy_consumer = named_consumer(consumer)?;
+        let topic_id = &self.inner.topic_ids[topic.index()];
+        self.call(
+            &self.inner.reader,
+            "load consumer offset",
+            async |client| match client
+                .get_consumer_offset(
+                    &iggy_consumer,
+                    &self.inner.stream_id,
+                    topic_id,
+                    Some(PARTITION),
+                )
+                .await
+            {
+                Ok(info) => Ok(info.map_or(0, |info| info.stored_offset + 1)),
+                Err(IggyError::ConsumerOffsetNotFound(_)) => Ok(0),
+                Err(error) => Err(error),
+            },
+        )
+        .await
+    }
+
+    /// The tailer: while somebody waits on a topic, ask the server for its
+    /// log end every `tail_interval`.
+    async fn tail_log_ends(self) {
+        let interval = self.inner.config.tail_interval;
+        loop {
+            let mut pause = interval;
+            if self.inner.ready.load(Ordering::Acquire) {
+                for topic in Topic::ALL {
+                    if self.inner.watch.waiting_readers(topic) == 0 {
+                        continue;
+                    }
+                    match self.log_end_via(&self.inner.tailer, topic).await {
+                        Ok(end) => self.inner.watch.advance(topic, end),
+                        Err(error) => {
+                            tracing::debug!(%error, %topic, "tailer could not read the log end");
+                            pause = Duration::from_secs(1);
+                        }
+                    }
+                }
+            } else {
+                pause = Duration::from_millis(100);
+            }
+            tokio::select! {
+                _ = self.inner.stop.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    pub(super) async fn shutdown(&self) {
+        self.inner.stop.cancel();
+        let tasks = std::mem::take(&mut *self.inner.tasks.lock().await);
+        for task in tasks {
+            let _ = task.await;
+        }
+        for connection in [&self.inner.appender, &self.inner.reader, &self.inner.tailer] {
+            connection.close().await;
+        }
+    }
+
+    fn ensure_ready(&self) -> Result<(), LogError> {
+        if self.inner.ready.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(unavailable(format!(
+                "still connecting to Iggy at {}",
+                self.redacted_url()
+            )))
+        }
+    }
+
+    /// Runs one request on `connection`, bounded by the request timeout.
+    /// Connection trouble or a timeout discards the client, so the next call
+    /// starts on a fresh connection instead of a half-read one.
+    async fn call<T>(
+        &self,
+        connection: &Connection,
+        what: &str,
+        request: impl AsyncFnOnce(&IggyClient) -> Result<T, IggyError>,
+    ) -> Result<T, LogError> {
+        let timeout = self.inner.config.request_timeout;
+        let client = connection.client(timeout).await?;
+        match tokio::time::timeout(timeout, request(&client)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) if is_connection_error(&error) => {
+                connection.discard(&client).await;
+                Err(unavailable(format!("{what}: {error}")))
+            }
+            Ok(Err(error)) => Err(LogError::Failed {
+                backend: BACKEND,
+                reason: format!("{what}: {error}"),
+            }),
+            Err(_) => {
+                connection.discard(&client).await;
+                Err(unavailable(format!("{what}: no answer within {timeout:?}")))
+            }
+        }
+    }
+
+    /// The URL without its password, for logs and error messages.
+    fn redacted_url(&self) -> String {
+        redact_password(&self.inner.config.url)
+    }
+}
+
+/// One TCP connection to Iggy, made on first use and remade after a failure.
+struct Connection {
+    connection_string: String,
+    client: Mutex<Option<Arc<IggyClient>>>,
+}
+
+impl Connection {
+    fn new(connection_string: &str) -> Self {
+        Connection {
+            connection_string: connection_string.to_owned(),
+            client: Mutex::new(None),
+        }
+    }
+
+    async fn client(&self, timeout: Duration) -> Result<Arc<IggyClient>, LogError> {
+        // Holding the lock while connecting makes concurrent callers wait
+        // for one attempt instead of each opening a connection.
+        let mut slot = self.client.lock().await;
+        if let Some(client) = slot.as_ref() {
+            return Ok(client.clone());
+        }
+        let client =
+            IggyClient::from_connection_string(&self.connection_string).map_err(|error| {
+                LogError::Failed {
+                    backend: BACKEND,
+                    reason: format!("invalid IGGY_URL: {error}"),
+                }
+            })?;
+        match tokio::time::timeout(timeout, client.connect()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                shut_down_in_background(Arc::new(client));
+                return Err(unavailable(format!("cannot connect: {error}")));
+            }
+            Err(_) => {
+                shut_down_in_background(Arc::new(client));
+                return Err(unavailable(format!("no connection within {timeout:?}")));
+            }
+        }
+        let client = Arc::new(client);
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    async fn discard(&self, failed: &Arc<IggyClient>) {
+        let mut slot = self.client.lock().await;
+        if slot
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, failed))
+            && let Some(client) = slot.take()
+        {
+            shut_down_in_background(client);
+        }
+    }
+
+    async fn close(&self) {
+        if let Some(client) = self.client.lock().await.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), client.shutdown()).await;
+        }
+    }
+}
+
+/// Stops a client's heartbeat without making the caller wait for it.
+fn shut_down_in_background(client: Arc<IggyClient>) {
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(1), client.shutdown()).await;
+    });
+}
+
+fn named_consumer(consumer: &ConsumerName) -> Result<Consumer, LogError> {
+    Identifier::named(consumer.as_str())
+        .map(Consumer::new)
+        .map_err(|error| LogError::InvalidRequest(format!("consumer name '{consumer}': {error}")))
+}
+
+/// Errors after which the connection cannot be trusted.
+fn is_connection_error(error: &IggyError) -> bool {
+    matches!(
+        error,
+        IggyError::Disconnected
+            | IggyError::NotConnected
+            | IggyError::CannotEstablishConnection
+            | IggyError::ConnectionClosed
+            | IggyError::StaleClient
+            | IggyError::TcpError
+            | IggyError::EmptyResponse
+            | IggyError::ClientShutdown
+            | IggyError::Unauthenticated
+            | IggyError::IoError(_)
+    )
+}
+
+fn unavailable(reason: String) -> LogError {
+    LogError::Unavailable {
+        backend: BACKEND,
+        reason,
+    }
+}
+
+fn redact_password(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(
+            redact_password("iggy://iggy:secret@127.0.0.1:8090"),
+            "iggy://iggy:***@127.0.0.1:8090"
+        );
+        assert_eq!(
+            redact_password("iggy://127.0.0.1:8090"),
+            "iggy://127.0.0.1:8090"
+        );
+    }
+
+    #[test]
+    fn reconnection_is_ours_unless_the_url_says_otherwise() {
+        let config = IggyConfig::new("iggy://iggy:iggy@localhost:8090");
+        assert_eq!(
+            config.connection_string(),
+            "iggy://iggy:iggy@localhost:8090?reconnection_retries=0"
+        );
+        let config = IggyConfig::new("iggy://iggy:iggy@localhost:8090?nodelay=true");
+        assert!(
+            config
+                .connection_string()
+                .ends_with("?nodelay=true&reconnection_retries=0")
+        );
+        let config = IggyConfig::new("iggy://iggy:iggy@localhost:8090?reconnection_retries=5");
+        assert_eq!(config.connection_string(), config.url);
+    }
+}
