@@ -1,0 +1,78 @@
+//! Configuration: flags, each with an environment variable of the same
+//! meaning. Parsed once at start-up into [`Config`].
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::log::LogConfig;
+use crate::log::iggy::IggyConfig;
+
+/// Settings shared by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// PostgreSQL connection URL (the read model, accounts, and the embedded
+    /// log when `IGGY_URL` is unset).
+    #[arg(long, global = true, env = "DATABASE_URL")]
+    pub database_url: String,
+
+    /// Apache Iggy connection URL, e.g. `iggy://iggy:iggy@127.0.0.1:8090`.
+    /// When set, Iggy is the log; when unset, the embedded log in
+    /// PostgreSQL is.
+    #[arg(long, global = true, env = "IGGY_URL")]
+    pub iggy_url: Option<String>,
+
+    /// Directory for state the service keeps on disk.
+    #[arg(
+        long,
+        global = true,
+        env = "MARAUDERS_DATA_DIR",
+        default_value = ".data"
+    )]
+    pub data_dir: PathBuf,
+
+    /// Log filter in `tracing` syntax, e.g. `info` or
+    /// `marauders_map=debug,info`.
+    #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
+    pub log_level: String,
+}
+
+/// Settings of `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Port for HTTP and Socket.IO; 0 picks a free one.
+    #[arg(long, global = true, env = "PORT", default_value_t = 4000)]
+    pub port: u16,
+
+    /// Address to bind.
+    #[arg(long, global = true, env = "HOST", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub host: IpAddr,
+
+    /// How long to wait for Iggy at start-up before serving anyway (requests
+    /// that need the log answer 503 until it is reachable).
+    #[arg(
+        long,
+        global = true,
+        env = "IGGY_STARTUP_WAIT_SECS",
+        default_value_t = 10
+    )]
+    pub iggy_startup_wait_secs: u64,
+}
+
+impl ServeConfig {
+    pub fn iggy_startup_wait(&self) -> Duration {
+        Duration::from_secs(self.iggy_startup_wait_secs)
+    }
+}
+
+impl Config {
+    /// Which log backend to open, over the given pool for the embedded one.
+    pub fn log_config(&self, pool: &sqlx::PgPool) -> LogConfig {
+        match &self.iggy_url {
+            Some(url) if !url.trim().is_empty() => LogConfig::Iggy(IggyConfig::new(url.trim())),
+            _ => LogConfig::Postgres(pool.clone()),
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! # The Marauder's Map
+//!
+//! A real-time incident service for Hogwarts, event-sourced: every change is
+//! an event appended to a log (Apache Iggy in production, an embedded log in
+//! PostgreSQL otherwise), and everything else is built by reading that log.
+//!
+//! # Layout
+//!
+//! The shared kernel lives in the `marauders-core` crate (`core/`) and is
+//! re-exported here:
+//!
+//! - [`domain`]: severities, statuses, locations, roles.
+//! - [`events`]: the envelope and the typed catalog of all event types.
+//! - [`log`]: the log interface and its two backends (Iggy, PostgreSQL).
+//!
+//! This crate is the service around it:
+//!
+//! - [`config`]: configuration from flags and environment (`DATABASE_URL`,
+//!   `PORT`, `IGGY_URL`, data directory, log level).
+//! - [`database`]: the PostgreSQL pool and the migrations in `migrations/`.
+//! - [`app`]: [`app::Application`] wires the pieces, binds the port and runs
+//!   until a shutdown signal, then drains and closes everything in order.
+//! - [`http`]: the axum router, the JSON error type, health and schemas.
+//! - [`shutdown`]: turning SIGINT/SIGTERM into one cancellation token.
+//!
+//! The projectors (readers of the log, each with its own offset) live in the
+//! `marauders-projections` crate (`projections/`).
+//!
+//! `src/main.rs` is the thin `marauders-map` binary: `serve` (default) and
+//! `migrate`.
+
+pub use marauders_core::{domain, events, log};
+
+pub mod app;
+pub mod config;
+pub mod database;
+pub mod http;
+pub mod shutdown;

@@ -1,0 +1,57 @@
+//! The `marauders-map` binary: parses the command line and hands over to the
+//! library. `serve` is the default.
+
+use clap::{Parser, Subcommand};
+use marauders_map::app::Application;
+use marauders_map::config::{Config, ServeConfig};
+use marauders_map::{database, shutdown};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "marauders-map",
+    version,
+    about = "The Marauder's Map: real-time incidents for Hogwarts, event-sourced"
+)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(flatten)]
+    serve: ServeConfig,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_new(&cli.config.log_level).unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    match cli.command {
+        Some(Command::Migrate) => {
+            let pool = database::connect(&cli.config.database_url).await?;
+            database::run_migrations(&pool).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Some(Command::Serve) | None => serve_until_signal(&cli.config, &cli.serve).await,
+    }
+}
+
+async fn serve_until_signal(config: &Config, serve: &ServeConfig) -> anyhow::Result<()> {
+    let application = Application::build(config, serve).await?;
+    application
+        .run_until_stopped(shutdown::signal_token())
+        .await
+}
