@@ -16,61 +16,50 @@ use clap::Parser;
 use marauders_map::config::Config;
 use marauders_map::events::Event;
 use marauders_map::log::{ConsumerName, Topic};
+use marauders_projections::{EventHandler, LogConsumer};
+use tokio_util::sync::CancellationToken;
 
-const BATCH: u32 = 100;
+/// Prints each event; malformed ones never reach it (the consumer logs and
+/// skips them).
+struct PrintEvents;
+
+impl EventHandler for PrintEvents {
+    type Error = std::convert::Infallible;
+
+    async fn handle(&mut self, offset: u64, event: &Event) -> Result<(), Self::Error> {
+        println!(
+            "offset={offset} type={} id={} at={}",
+            event.event_type(),
+            event.event_id,
+            event.timestamp
+        );
+        Ok(())
+    }
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let Args { config, replay } = Args::parse();
     let (_pool, log) = marauders_map::app::connect_database_and_log(&config).await?;
     log.wait_until_ready(Duration::from_secs(10)).await?;
-    let consumer = ConsumerName::parse("taste-test-consumer")?;
+    let name = ConsumerName::parse("taste-test-consumer")?;
     let topic = Topic::IncidentEvents;
+    println!("{name} reading {topic} on the {} log", log.backend_name());
 
     // `--replay` = the seed's PollingStrategy::offset(0): read everything
     // again. Otherwise resume from the stored offset (PollingStrategy::next).
-    let mut next_offset = if replay {
-        0
-    } else {
-        log.load_consumer_offset(&consumer, topic).await?
-    };
-    println!(
-        "{consumer} reading {topic} on the {} log from offset {next_offset}",
-        log.backend_name()
-    );
-
-    let stop = tokio::signal::ctrl_c();
-    tokio::pin!(stop);
-    loop {
-        let records = log.read(topic, next_offset, BATCH).await?;
-        for record in &records {
-            match Event::decode(&record.payload) {
-                Ok(event) => println!(
-                    "offset={} type={} id={} at={}",
-                    record.offset,
-                    event.event_type(),
-                    event.event_id,
-                    event.timestamp
-                ),
-                // Unknown or malformed messages are reported and skipped.
-                Err(error) => eprintln!("offset={} skipped: {error}", record.offset),
-            }
-            next_offset = record.offset + 1;
-        }
-        if !records.is_empty() {
-            // Stored after printing: at-least-once. A crash in between
-            // prints a few events again on the next run, never skips one.
-            log.store_consumer_offset(&consumer, topic, next_offset)
-                .await?;
-            continue;
-        }
-        // Caught up: sleep until the log grows (no busy polling) or Ctrl-C.
-        tokio::select! {
-            _ = &mut stop => break,
-            _ = log.wait_for_new_events(topic, next_offset, Duration::from_secs(30)) => {}
-        }
+    let mut consumer = LogConsumer::new(log.clone(), name, topic);
+    if replay {
+        consumer = consumer.starting_at(0);
     }
-    println!("stopped at offset {next_offset}");
+    // Ctrl-C stops the loop after the batch in hand, with its offset stored.
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        stop.cancel();
+    });
+    consumer.run(&mut PrintEvents, shutdown).await;
     log.shutdown().await;
     Ok(())
 }
