@@ -94,6 +94,7 @@ catalog! {
     UserLoggedOut => "user.logged_out" on AuthEvents,
     UserRegistered => "user.registered" on AuthEvents,
     TokenRefreshed => "token.refreshed" on AuthEvents,
+    UserRoleChanged => "user.role_changed" on AuthEvents,
 }
 
 impl fmt::Display for EventType {
@@ -271,6 +272,16 @@ pub struct TokenRefreshed {
     pub user_id: Uuid,
 }
 
+/// `user.role_changed`: a user was granted another role (the seed has no
+/// such event; promotions must be audited too).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRoleChanged {
+    pub user_id: Uuid,
+    pub old_role: Role,
+    pub new_role: Role,
+}
+
 /// Serde for `Option<Option<T>>` where an absent field is `None` and an
 /// explicit `null` is `Some(None)` (used with `default` and
 /// `skip_serializing_if = "Option::is_none"`).
@@ -299,12 +310,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_catalog_has_the_seeds_fourteen_types_on_three_topics() {
-        assert_eq!(EventType::ALL.len(), 14);
+    fn the_catalog_has_the_seeds_fourteen_types_plus_role_changes_on_three_topics() {
+        assert_eq!(EventType::ALL.len(), 15);
         let on = |topic| EventType::ALL.iter().filter(|t| t.topic() == topic).count();
         assert_eq!(on(Topic::IncidentEvents), 6);
         assert_eq!(on(Topic::PresenceEvents), 4);
-        assert_eq!(on(Topic::AuthEvents), 4);
+        assert_eq!(on(Topic::AuthEvents), 5);
         for event_type in EventType::ALL {
             assert_eq!(event_type.as_str().parse::<EventType>(), Ok(*event_type));
         }

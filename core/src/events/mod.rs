@@ -15,6 +15,6 @@ mod envelope;
 pub use catalog::{
     CommentAdded, EventPayload, EventType, IncidentCreated, IncidentDeleted, IncidentResolved,
     IncidentUpdated, SeverityEscalated, TokenRefreshed, UserConnected, UserDisconnected,
-    UserJoinedRoom, UserLeftRoom, UserLoggedIn, UserLoggedOut, UserRegistered,
+    UserJoinedRoom, UserLeftRoom, UserLoggedIn, UserLoggedOut, UserRegistered, UserRoleChanged,
 };
 pub use envelope::{DecodeError, ENVELOPE_JSON_SCHEMA, EVENT_SOURCE, Event, EventEnvelope};
