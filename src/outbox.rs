@@ -1,0 +1,192 @@
+//! The transactional outbox and its relay: how a change committed in
+//! PostgreSQL reaches the log with nothing lost.
+//!
+//! A writer calls [`insert_outbox_event`] inside the transaction that makes
+//! the change; the event commits or rolls back with it. The relay
+//! ([`OutboxRelay`]) appends unpublished rows to the log in id order, in
+//! batches, and marks them published. If the log is down, rows wait; the API
+//! is unaffected. If the relay dies between "appended" and "marked", the
+//! batch is appended again on restart — consumers deduplicate by `eventId`.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::events::Event;
+use crate::log::{EventLog, LogError, LogMessage, Topic};
+
+/// Held by every writer from its outbox insert until it commits, so outbox
+/// ids are assigned in commit order and a relay never sees id N+1 committed
+/// while N is still in flight (which would publish them out of order).
+const OUTBOX_WRITE_LOCK: i64 = 0x4d41_5241_5544_0001;
+/// Held by the relay for one batch: with several service instances, one
+/// relays at a time, so the log receives the rows in order.
+const OUTBOX_RELAY_LOCK: i64 = 0x4d41_5241_5544_0002;
+const NOTIFY_CHANNEL: &str = "marauders_outbox";
+
+/// Records `event` in the outbox as part of the caller's transaction.
+pub async fn insert_outbox_event(tx: &mut PgConnection, event: &Event) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(OUTBOX_WRITE_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO outbox (topic, event_id, payload) VALUES ($1, $2, $3)")
+        .bind(event.topic().name())
+        .bind(event.event_id)
+        .bind(event.encode().as_ref())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(NOTIFY_CHANNEL)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// What one relay step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayOutcome {
+    /// Appended and marked this many rows.
+    Published(usize),
+    /// Nothing to publish.
+    Idle,
+    /// Another instance's relay holds the lock; it will publish.
+    AnotherRelayIsActive,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("outbox database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("outbox row {id} names an unknown topic '{topic}'")]
+    UnknownTopic { id: i64, topic: String },
+}
+
+pub struct OutboxRelay {
+    pool: PgPool,
+    log: EventLog,
+    batch_size: i64,
+}
+
+impl OutboxRelay {
+    pub fn new(pool: PgPool, log: EventLog) -> Self {
+        OutboxRelay {
+            pool,
+            log,
+            batch_size: 100,
+        }
+    }
+
+    /// One step: append the oldest unpublished rows (up to a batch) to the
+    /// log, in id order, then mark them published — all inside one
+    /// transaction that also holds the relay lock.
+    pub async fn publish_outbox_batch(&self) -> Result<RelayOutcome, RelayError> {
+        let mut tx = self.pool.begin().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(OUTBOX_RELAY_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !locked {
+            return Ok(RelayOutcome::AnotherRelayIsActive);
+        }
+        let rows: Vec<(i64, String, Uuid, Vec<u8>)> = sqlx::query_as(
+            "SELECT id, topic, event_id, payload FROM outbox
+              WHERE published_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(self.batch_size)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(RelayOutcome::Idle);
+        }
+        // Consecutive rows of one topic go in one append (one fsync on
+        // Iggy); the order across rows is kept.
+        let mut group: Vec<LogMessage> = Vec::new();
+        let mut group_topic: Option<Topic> = None;
+        for (id, topic_name, event_id, payload) in &rows {
+            let topic: Topic = topic_name.parse().map_err(|_| RelayError::UnknownTopic {
+                id: *id,
+                topic: topic_name.clone(),
+            })?;
+            if group_topic.is_some_and(|current| current != topic) {
+                self.log
+                    .append(group_topic.unwrap_or(topic), &group)
+                    .await?;
+                group.clear();
+            }
+            group_topic = Some(topic);
+            group.push(LogMessage {
+                id: *event_id,
+                payload: payload.clone().into(),
+            });
+        }
+        if let Some(topic) = group_topic {
+            self.log.append(topic, &group).await?;
+        }
+        let ids: Vec<i64> = rows.iter().map(|(id, ..)| *id).collect();
+        sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(RelayOutcome::Published(rows.len()))
+    }
+
+    /// Relays until `shutdown`: at once while there is a backlog, woken by
+    /// NOTIFY when new rows commit (and every second regardless, since a
+    /// NOTIFY can be missed across a reconnect), backing off a second after
+    /// a failure. The batch in hand is finished before it returns.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut listener = match PgListener::connect_with(&self.pool).await {
+            Ok(mut listener) => match listener.listen(NOTIFY_CHANNEL).await {
+                Ok(()) => Some(listener),
+                Err(error) => {
+                    tracing::warn!(%error, "outbox relay cannot LISTEN; polling every second");
+                    None
+                }
+            },
+            Err(error) => {
+                tracing::warn!(%error, "outbox relay cannot LISTEN; polling every second");
+                None
+            }
+        };
+        while !shutdown.is_cancelled() {
+            let pause = match self.publish_outbox_batch().await {
+                Ok(RelayOutcome::Published(count)) => {
+                    tracing::debug!(count, "outbox rows published to the log");
+                    continue;
+                }
+                Ok(RelayOutcome::Idle | RelayOutcome::AnotherRelayIsActive) => {
+                    Duration::from_secs(1)
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "outbox relay step failed; retrying in 1s");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    continue;
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = wait_for_notification(listener.as_mut(), pause) => {}
+            }
+        }
+        tracing::info!("outbox relay stopped");
+    }
+}
+
+async fn wait_for_notification(listener: Option<&mut PgListener>, max_wait: Duration) {
+    match listener {
+        Some(listener) => {
+            let _ = tokio::time::timeout(max_wait, listener.try_recv()).await;
+        }
+        None => tokio::time::sleep(max_wait).await,
+    }
+}
