@@ -21,6 +21,10 @@
 //! - [`app`]: [`app::Application`] wires the pieces, binds the port and runs
 //!   until a shutdown signal, then drains and closes everything in order.
 //! - [`http`]: the axum router, the JSON error type, health and schemas.
+//! - [`identity`]: accounts, sessions, JWTs and roles — kept in PostgreSQL
+//!   because they are secrets, and told to the log through the outbox.
+//! - [`outbox`]: the transactional outbox and the relay that appends its
+//!   rows to the log in commit order.
 //! - [`shutdown`]: turning SIGINT/SIGTERM into one cancellation token.
 //!
 //! The projectors (readers of the log, each with its own offset) live in the
@@ -35,4 +39,6 @@ pub mod app;
 pub mod config;
 pub mod database;
 pub mod http;
+pub mod identity;
+pub mod outbox;
 pub mod shutdown;

@@ -1,0 +1,232 @@
+//! Tokens: a short-lived JWT to call the API, a long-lived opaque refresh
+//! token to get a new one.
+//!
+//! Access tokens (HS256, 15 minutes) are checked by signature and expiry
+//! only — no database read per request — so a logout or a role change
+//! reaches an access token when it expires. Refresh tokens are 256 random
+//! bits; the database keeps only their SHA-256, and each is good for one
+//! exchange (rotation).
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::domain::Role;
+
+pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+pub const SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+/// The shortest JWT secret accepted from `JWT_SECRET`.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// What an access token says about its bearer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// The user id.
+    pub sub: Uuid,
+    pub role: Role,
+    /// The session this token was issued for (logout ends it).
+    pub sid: Uuid,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the access token has expired")]
+    Expired,
+    #[error("the access token is invalid")]
+    Invalid,
+}
+
+/// The keys that sign and check access tokens.
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl JwtKeys {
+    pub fn from_secret(secret: &[u8]) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        JwtKeys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    pub fn issue_access_token(&self, user_id: Uuid, role: Role, session_id: Uuid) -> String {
+        let now = chrono::Utc::now().timestamp();
+        self.sign(&AccessClaims {
+            sub: user_id,
+            role,
+            sid: session_id,
+            iat: now,
+            exp: now + ACCESS_TOKEN_TTL.as_secs() as i64,
+        })
+    }
+
+    /// Signs arbitrary claims; tests use it to make expired tokens.
+    pub fn sign(&self, claims: &AccessClaims) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .expect("HS256 signing of plain claims cannot fail")
+    }
+
+    pub fn verify_access_token(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|error| match error.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            })
+    }
+}
+
+/// An opaque refresh token as the client holds it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RefreshToken(String);
+
+impl RefreshToken {
+    pub fn generate() -> RefreshToken {
+        RefreshToken(URL_SAFE_NO_PAD.encode(random_bytes::<32>()))
+    }
+
+    pub fn from_client(value: String) -> RefreshToken {
+        RefreshToken(value)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// What the database stores and looks up.
+    pub fn hash(&self) -> Vec<u8> {
+        Sha256::digest(self.0.as_bytes()).to_vec()
+    }
+}
+
+impl std::fmt::Debug for RefreshToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefreshToken(***)")
+    }
+}
+
+/// The JWT secret: `JWT_SECRET` when set (at least 32 bytes), otherwise the
+/// one kept in `<data_dir>/jwt-secret`, generated on first start. There is
+/// no built-in default: a known secret would let anyone mint tokens.
+pub fn load_or_create_jwt_secret(
+    configured: Option<&str>,
+    data_dir: &Path,
+) -> anyhow::Result<Vec<u8>> {
+    if let Some(secret) = configured.filter(|secret| !secret.is_empty()) {
+        anyhow::ensure!(
+            secret.len() >= MIN_SECRET_BYTES,
+            "JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long"
+        );
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let path = data_dir.join("jwt-secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim();
+        anyhow::ensure!(
+            existing.len() >= MIN_SECRET_BYTES,
+            "{} is too short; delete it to regenerate",
+            path.display()
+        );
+        return Ok(existing.as_bytes().to_vec());
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("Failed to create {}", data_dir.display()))?;
+    let secret = URL_SAFE_NO_PAD.encode(random_bytes::<48>());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(&path) {
+        Ok(mut file) => {
+            file.write_all(secret.as_bytes())
+                .with_context(|| format!("Failed to write {}", path.display()))?;
+            tracing::info!(path = %path.display(), "generated a new JWT secret");
+            Ok(secret.into_bytes())
+        }
+        // Another instance created it first: use theirs.
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            load_or_create_jwt_secret(None, data_dir)
+        }
+        Err(error) => Err(error).with_context(|| format!("Failed to create {}", path.display())),
+    }
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).expect("the operating system provides randomness");
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_verifies_with_its_keys_and_not_with_others() {
+        let keys = JwtKeys::from_secret(&[7; 32]);
+        let (user, session) = (Uuid::now_v7(), Uuid::now_v7());
+        let token = keys.issue_access_token(user, Role::Prefect, session);
+        let claims = keys.verify_access_token(&token).unwrap();
+        assert_eq!(
+            (claims.sub, claims.role, claims.sid),
+            (user, Role::Prefect, session)
+        );
+
+        let forger = JwtKeys::from_secret(&[8; 32]);
+        assert_eq!(forger.verify_access_token(&token), Err(TokenError::Invalid));
+        assert_eq!(
+            keys.verify_access_token("not.a.jwt"),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn an_expired_token_is_refused_as_expired() {
+        let keys = JwtKeys::from_secret(&[7; 32]);
+        let now = chrono::Utc::now().timestamp();
+        let token = keys.sign(&AccessClaims {
+            sub: Uuid::now_v7(),
+            role: Role::Student,
+            sid: Uuid::now_v7(),
+            iat: now - 3600,
+            exp: now - 60,
+        });
+        assert_eq!(keys.verify_access_token(&token), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn refresh_tokens_are_random_and_stored_hashed() {
+        let (a, b) = (RefreshToken::generate(), RefreshToken::generate());
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), 43, "256 bits in unpadded base64url");
+        assert_eq!(a.hash().len(), 32);
+        assert_ne!(a.hash(), a.as_str().as_bytes());
+    }
+
+    #[test]
+    fn the_secret_is_generated_once_and_kept() {
+        let dir = std::env::temp_dir().join(format!("mm-secret-{}", Uuid::new_v4().simple()));
+        let first = load_or_create_jwt_secret(None, &dir).unwrap();
+        let second = load_or_create_jwt_secret(None, &dir).unwrap();
+        assert_eq!(first, second);
+        assert!(first.len() >= MIN_SECRET_BYTES);
+        assert!(load_or_create_jwt_secret(Some("short"), &dir).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
