@@ -3,9 +3,11 @@
 //! port (port 0 in tests, which read the real one back with
 //! [`Application::port`]); [`Application::run_until_stopped`] serves until
 //! the shutdown token fires, then drains in order: stop accepting and finish
-//! in-flight requests, stop the log's background tasks, close the pool.
+//! in-flight requests, let the outbox relay finish its batch, stop the
+//! log's background tasks, close the pool.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use sqlx::PgPool;
@@ -15,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, ServeConfig};
 use crate::database;
 use crate::http::{self, AppState};
+use crate::identity::tokens::{JwtKeys, load_or_create_jwt_secret};
 use crate::log::EventLog;
+use crate::outbox::OutboxRelay;
 
 pub struct Application {
     listener: TcpListener,
@@ -24,6 +28,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: &Config, serve: &ServeConfig) -> anyhow::Result<Application> {
+        let secret = load_or_create_jwt_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
         let (pool, log) = connect_database_and_log(config).await?;
         if let Err(error) = log.wait_until_ready(serve.iggy_startup_wait()).await {
             // Serving anyway: requests that need the log answer 503 until it
@@ -36,7 +41,11 @@ impl Application {
             .with_context(|| format!("Failed to bind {address}"))?;
         Ok(Application {
             listener,
-            state: AppState { log, pool },
+            state: AppState {
+                log,
+                pool,
+                jwt: Arc::new(JwtKeys::from_secret(&secret)),
+            },
         })
     }
 
@@ -64,11 +73,22 @@ impl Application {
             log = state.log.backend_name(),
             "The Marauder's Map is listening"
         );
+        let relay = tokio::spawn(
+            OutboxRelay::new(state.pool.clone(), state.log.clone()).run(shutdown.clone()),
+        );
         let router = http::router(state.clone());
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .context("HTTP server failed");
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .context("HTTP server failed");
+        // If serving failed on its own, the other tasks still need the signal.
+        shutdown.cancel();
+        if let Err(error) = relay.await {
+            tracing::error!(%error, "the outbox relay task panicked");
+        }
         state.log.shutdown().await;
         state.pool.close().await;
         tracing::info!("shut down cleanly");

@@ -14,8 +14,9 @@ use crate::log::iggy::IggyConfig;
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// PostgreSQL connection URL (the read model, accounts, and the embedded
-    /// log when `IGGY_URL` is unset).
-    #[arg(long, global = true, env = "DATABASE_URL")]
+    /// log when `IGGY_URL` is unset). Given before the subcommand when passed
+    /// as a flag (clap cannot make a required flag global).
+    #[arg(long, env = "DATABASE_URL")]
     pub database_url: String,
 
     /// Apache Iggy connection URL, e.g. `iggy://iggy:iggy@127.0.0.1:8090`.
@@ -32,6 +33,11 @@ pub struct Config {
         default_value = ".data"
     )]
     pub data_dir: PathBuf,
+
+    /// Secret for signing access tokens (at least 32 bytes). When unset, one
+    /// is generated on first start and kept in `<data-dir>/jwt-secret`.
+    #[arg(long, global = true, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
 
     /// Log filter in `tracing` syntax, e.g. `info` or
     /// `marauders_map=debug,info`.

@@ -4,6 +4,8 @@
 use clap::{Parser, Subcommand};
 use marauders_map::app::Application;
 use marauders_map::config::{Config, ServeConfig};
+use marauders_map::domain::Role;
+use marauders_map::identity::accounts;
 use marauders_map::{database, shutdown};
 use tracing_subscriber::EnvFilter;
 
@@ -28,6 +30,26 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Grant a role (STUDENT, PREFECT or PROFESSOR) to the user with this email.
+    Promote {
+        email: String,
+        #[arg(value_parser = parse_role)]
+        role: Role,
+    },
+}
+
+fn parse_role(value: &str) -> Result<Role, String> {
+    value
+        .to_ascii_uppercase()
+        .parse::<Role>()
+        .map_err(|error| error.to_string())
 }
 
 #[tokio::main]
@@ -43,6 +65,17 @@ async fn main() -> anyhow::Result<()> {
             let pool = database::connect(&cli.config.database_url).await?;
             database::run_migrations(&pool).await?;
             tracing::info!("migrations applied");
+            Ok(())
+        }
+        Some(Command::User(UserCommand::Promote { email, role })) => {
+            let pool = database::connect(&cli.config.database_url).await?;
+            database::run_migrations(&pool).await?;
+            let (account, old_role) = accounts::change_role(&pool, &email, role).await?;
+            if old_role == role {
+                println!("{} is already {role}", account.email);
+            } else {
+                println!("{} is now {role} (was {old_role})", account.email);
+            }
             Ok(())
         }
         Some(Command::Serve) | None => serve_until_signal(&cli.config, &cli.serve).await,

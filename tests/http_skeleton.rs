@@ -6,69 +6,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use marauders_map::app::Application;
-use marauders_map::config::{Config, ServeConfig};
-use serde_json::Value;
-use tokio_util::sync::CancellationToken;
-
-struct TestApp {
-    address: String,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _database: common::TestDatabase,
-}
-
-async fn spawn_app(iggy_url: Option<String>) -> TestApp {
-    let database = common::fresh_database().await;
-    let config = Config {
-        database_url: database.url.clone(),
-        iggy_url,
-        data_dir: std::env::temp_dir(),
-        log_level: "info".into(),
-    };
-    let serve = ServeConfig {
-        port: 0,
-        host: "127.0.0.1".parse().unwrap(),
-        iggy_startup_wait_secs: 0,
-    };
-    let application = Application::build(&config, &serve)
-        .await
-        .expect("the service builds");
-    let address = format!("http://127.0.0.1:{}", application.port());
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(application.run_until_stopped(shutdown.clone()));
-    TestApp {
-        address,
-        shutdown,
-        server,
-        _database: database,
-    }
-}
-
-impl TestApp {
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let response = reqwest::get(format!("{}{path}", self.address))
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap())
-    }
-
-    /// Cancels the token and returns how long the drain took.
-    async fn stop(self) -> Duration {
-        let started = Instant::now();
-        self.shutdown.cancel();
-        self.server
-            .await
-            .unwrap()
-            .expect("the service stops cleanly");
-        started.elapsed()
-    }
-}
+use common::spawn_app;
 
 #[tokio::test]
 async fn health_reports_the_database_and_the_embedded_log() {
-    let app = spawn_app(None).await;
+    let app = spawn_app().await;
 
     let (status, body) = app.get("/health").await;
 
@@ -82,7 +24,7 @@ async fn health_reports_the_database_and_the_embedded_log() {
 
 #[tokio::test]
 async fn the_event_envelope_schema_is_served() {
-    let app = spawn_app(None).await;
+    let app = spawn_app().await;
 
     let (status, schema) = app.get("/api/schemas/event-envelope.json").await;
 
@@ -94,7 +36,7 @@ async fn the_event_envelope_schema_is_served() {
 
 #[tokio::test]
 async fn an_unknown_route_gets_a_json_404() {
-    let app = spawn_app(None).await;
+    let app = spawn_app().await;
 
     let (status, body) = app.get("/api/no-such-thing").await;
 
@@ -111,7 +53,8 @@ async fn with_iggy_unreachable_health_is_503_and_shutdown_does_not_hang() {
         .local_addr()
         .unwrap()
         .port();
-    let app = spawn_app(Some(format!("iggy://iggy:iggy@127.0.0.1:{port}"))).await;
+    let iggy_url = format!("iggy://iggy:iggy@127.0.0.1:{port}");
+    let app = common::spawn_app_on(common::fresh_database().await, Some(iggy_url), 0).await;
 
     let started = Instant::now();
     let (status, body) = app.get("/health").await;
@@ -124,6 +67,6 @@ async fn with_iggy_unreachable_health_is_503_and_shutdown_does_not_hang() {
         "answered in {:?}",
         started.elapsed()
     );
-    let drain = app.stop().await;
+    let (_, drain) = app.stop().await;
     assert!(drain < Duration::from_secs(5), "shutdown took {drain:?}");
 }

@@ -1,28 +1,49 @@
-//! The API's error contract: every error is
+//! The API's error contract, for every route: each error is
 //! `{"error": {"code": "...", "message": "...", "fields"?: {...}}}` with the
-//! status its variant names. Internal details are logged, never sent.
+//! status its variant names. This is the one place errors become responses;
+//! internal details are logged, never sent.
 
 use std::collections::BTreeMap;
 
 use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::identity::IdentityError;
 use crate::log::LogError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// 400: the request is malformed; `fields` says what is wrong with which
-    /// field.
+    /// 400: the request is malformed or invalid; `fields` maps each bad
+    /// field to what is wrong with it.
     #[error("{message}")]
     BadRequest {
         message: String,
         fields: BTreeMap<String, String>,
     },
+    /// 401: no valid credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: authenticated, but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404.
     #[error("{0}")]
     NotFound(String),
+    /// 405.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// 409: the request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is larger than the limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 415: the body is not JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// 503: the log or the database cannot be reached right now.
     #[error("{0}")]
     Unavailable(String),
@@ -40,19 +61,40 @@ impl ApiError {
         }
     }
 
-    fn status(&self) -> StatusCode {
+    /// A 400 naming what is wrong with each field.
+    pub fn invalid_fields(fields: BTreeMap<String, String>) -> Self {
+        ApiError::BadRequest {
+            message: "the request has invalid fields".into(),
+            fields,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    fn code(&self) -> &'static str {
+    /// A stable, machine-readable code per variant.
+    pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest { .. } => "bad_request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -93,7 +135,69 @@ impl From<LogError> for ApiError {
     }
 }
 
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_) => ApiError::Unavailable(format!("database: {error}")),
+            other => ApiError::Internal(anyhow::Error::new(other).context("database query failed")),
+        }
+    }
+}
+
+impl From<IdentityError> for ApiError {
+    fn from(error: IdentityError) -> Self {
+        match error {
+            IdentityError::EmailTaken => ApiError::Conflict(error.to_string()),
+            IdentityError::InvalidCredentials
+            | IdentityError::InvalidRefreshToken
+            | IdentityError::RefreshTokenReused
+            | IdentityError::UnknownUser => ApiError::Unauthorized(error.to_string()),
+            IdentityError::UnknownEmail(_) => ApiError::NotFound(error.to_string()),
+            IdentityError::Database(error) => ApiError::from(error),
+            IdentityError::Internal(error) => ApiError::Internal(error),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+                "the body must be JSON (Content-Type: application/json)".into(),
+            ),
+            JsonRejection::JsonSyntaxError(error) => {
+                ApiError::bad_request(format!("malformed JSON: {}", error.body_text()))
+            }
+            JsonRejection::JsonDataError(error) => ApiError::bad_request(error.body_text()),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::PayloadTooLarge("the request body is too large".into())
+            }
+            other => ApiError::bad_request(other.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::bad_request(rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::bad_request(rejection.body_text())
+    }
+}
+
 /// The router's fallback: unknown routes get the JSON 404, not an empty body.
 pub async fn route_not_found(uri: Uri) -> ApiError {
     ApiError::NotFound(format!("no route for {}", uri.path()))
+}
+
+/// A known route called with a method it does not have.
+pub async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
 }

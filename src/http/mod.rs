@@ -3,18 +3,30 @@
 //! - [`error`]: [`ApiError`], the one place errors become responses.
 //! - [`health`]: `GET /health` — is the service, its database and its log up?
 //! - [`schemas`]: `GET /api/schemas/event-envelope.json`.
+//! - [`auth`]: `/api/auth/*` (identity).
+//! - [`extract`]: JSON bodies, the authenticated user, the client address.
 
+pub mod auth;
 pub mod error;
+pub mod extract;
 pub mod health;
 pub mod schemas;
 
+use std::sync::Arc;
+
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use sqlx::PgPool;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 
+use crate::identity::tokens::JwtKeys;
 use crate::log::EventLog;
+
+/// The largest request body accepted (413 beyond it).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// What every handler can reach. Cheap to clone (everything inside is a
 /// handle).
@@ -22,6 +34,7 @@ use crate::log::EventLog;
 pub struct AppState {
     pub log: EventLog,
     pub pool: PgPool,
+    pub jwt: Arc<JwtKeys>,
 }
 
 /// The whole HTTP application.
@@ -29,7 +42,17 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(schemas::router())
+        .merge(auth::router())
         .fallback(error::route_not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// A panic in a handler is a bug; the client still gets the JSON 500.
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ApiError::Internal(anyhow::anyhow!("a request handler panicked")).into_response()
 }

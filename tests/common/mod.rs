@@ -247,3 +247,140 @@ fn free_port() -> u16 {
         .map(|address| address.port())
         .expect("find a free port")
 }
+
+/// The JWT secret every test app signs with, so tests can forge and expire
+/// tokens on purpose.
+pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+
+/// A running service on a free port, with its own database; a client with a
+/// method per kind of call.
+pub struct TestApp {
+    pub address: String,
+    pub database: TestDatabase,
+    pub client: reqwest::Client,
+    shutdown: tokio_util::sync::CancellationToken,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with_iggy(None).await
+}
+
+/// With Iggy as the log; waits up to 10s for it at start-up, as `serve`
+/// does.
+pub async fn spawn_app_with_iggy(iggy_url: Option<String>) -> TestApp {
+    spawn_app_on(fresh_database().await, iggy_url, 10).await
+}
+
+/// Starts the service on an existing database (a second instance, or a
+/// restart).
+pub async fn spawn_app_on(
+    database: TestDatabase,
+    iggy_url: Option<String>,
+    iggy_startup_wait_secs: u64,
+) -> TestApp {
+    use marauders_map::app::Application;
+    use marauders_map::config::{Config, ServeConfig};
+    let config = Config {
+        database_url: database.url.clone(),
+        iggy_url,
+        data_dir: std::env::temp_dir(),
+        jwt_secret: Some(TEST_JWT_SECRET.into()),
+        log_level: "info".into(),
+    };
+    let serve = ServeConfig {
+        port: 0,
+        host: "127.0.0.1".parse().unwrap(),
+        iggy_startup_wait_secs,
+    };
+    let application = Application::build(&config, &serve)
+        .await
+        .expect("the service builds");
+    let address = format!("http://127.0.0.1:{}", application.port());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(application.run_until_stopped(shutdown.clone()));
+    TestApp {
+        address,
+        database,
+        client: reqwest::Client::new(),
+        shutdown,
+        server,
+    }
+}
+
+impl TestApp {
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    pub async fn get_as(&self, path: &str, access_token: &str) -> (u16, serde_json::Value) {
+        self.send(self.client.get(self.url(path)).bearer_auth(access_token))
+            .await
+    }
+
+    pub async fn post_json(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.send(self.client.post(self.url(path)).json(&body))
+            .await
+    }
+
+    pub async fn post_as(
+        &self,
+        path: &str,
+        access_token: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        self.send(
+            self.client
+                .post(self.url(path))
+                .bearer_auth(access_token)
+                .json(&body),
+        )
+        .await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// Sends a request; the body as JSON, or `null` when empty.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+        let response = request.send().await.expect("the request is sent");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.expect("the body is read");
+        let body = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                panic!(
+                    "status {status}: not JSON: {}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            })
+        };
+        (status, body)
+    }
+
+    /// Registers a user; returns the whole 201 body.
+    pub async fn register(&self, email: &str, display_name: &str) -> serde_json::Value {
+        let (status, body) = self
+            .post_json(
+                "/api/auth/register",
+                serde_json::json!({"email": email, "password": "alohomora-123", "displayName": display_name}),
+            )
+            .await;
+        assert_eq!(status, 201, "register {email}: {body}");
+        body
+    }
+
+    /// Cancels the token, waits for the drain, returns the database and how
+    /// long the drain took.
+    pub async fn stop(self) -> (TestDatabase, Duration) {
+        let started = Instant::now();
+        self.shutdown.cancel();
+        self.server
+            .await
+            .unwrap()
+            .expect("the service stops cleanly");
+        (self.database, started.elapsed())
+    }
+}

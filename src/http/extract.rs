@@ -1,0 +1,94 @@
+//! Extractors that turn a request into trusted values or an [`ApiError`]:
+//! JSON bodies, the authenticated user, the client's address.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use super::{ApiError, AppState};
+use crate::domain::Role;
+use crate::identity::tokens::TokenError;
+
+/// `axum::Json` whose rejections follow the error contract (400, 413, 415).
+#[derive(Debug, Clone, Copy, Default, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// The caller, from a valid `Authorization: Bearer <access token>`.
+/// Extracting it is what makes a route require authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthUser {
+    pub user_id: uuid::Uuid,
+    pub role: Role,
+    pub session_id: uuid::Uuid,
+}
+
+impl AuthUser {
+    /// 403 unless the caller has at least `role`.
+    pub fn require_role(&self, role: Role) -> Result<(), ApiError> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this requires the {role} role or above"
+            )))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            ApiError::Unauthorized("missing Authorization: Bearer <access token>".into())
+        })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "the Authorization header must be 'Bearer <access token>'".into(),
+                )
+            })?;
+        let claims = state
+            .jwt
+            .verify_access_token(token)
+            .map_err(|error| match error {
+                TokenError::Expired => {
+                    ApiError::Unauthorized("the access token has expired; refresh it".into())
+                }
+                TokenError::Invalid => ApiError::Unauthorized("the access token is invalid".into()),
+            })?;
+        Ok(AuthUser {
+            user_id: claims.sub,
+            role: claims.role,
+            session_id: claims.sid,
+        })
+    }
+}
+
+/// The client's IP address as seen by this server ("unknown" when the
+/// server runs without connection info, as in some tests).
+pub struct ClientIp(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(address)| address.ip().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        Ok(ClientIp(ip))
+    }
+}
