@@ -65,7 +65,19 @@ start_private_postgres() {
     if [ "$(id -u)" -eq 0 ]; then chown postgres:postgres "$PG_DATA"; fi
     run_pg "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
   fi
-  if ! run_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
+  if run_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
+    # Already running: use the port it was started on.
+    PG_PORT="$(cat "$MARAUDERS_DATA_DIR/postgres.port" 2>/dev/null || echo "$PG_PORT")"
+  else
+    # Another project's server (or a stale one) may hold the port: take the
+    # next free one rather than fail.
+    local tries=0
+    while port_in_use "$PG_PORT"; do
+      tries=$((tries + 1))
+      [ "$tries" -le 50 ] || { echo "no free port near $PG_PORT for PostgreSQL" >&2; exit 1; }
+      PG_PORT=$((PG_PORT + 1))
+    done
+    echo "$PG_PORT" > "$MARAUDERS_DATA_DIR/postgres.port"
     say "starting PostgreSQL on 127.0.0.1:$PG_PORT"
     run_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/server.log" -w -t 60 \
       -o "-p $PG_PORT -k $PG_SOCKET_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 -c shared_buffers=256MB" \
@@ -73,6 +85,10 @@ start_private_postgres() {
   fi
   PG_ADMIN_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
   export PG_ADMIN_URL PG_BIN PG_DATA PG_PORT MARAUDERS_DATA_DIR
+}
+
+port_in_use() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 # psql against the private instance.

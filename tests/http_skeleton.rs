@@ -26,7 +26,7 @@ async fn health_reports_the_database_and_the_embedded_log() {
 async fn the_event_envelope_schema_is_served() {
     let app = spawn_app().await;
 
-    let (status, schema) = app.get("/api/schemas/event-envelope.json").await;
+    let (status, schema) = app.get("/schemas/event-envelope.json").await;
 
     assert_eq!(status, 200);
     assert_eq!(schema["title"], "EventEnvelope");

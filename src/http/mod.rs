@@ -2,7 +2,7 @@
 //!
 //! - [`error`]: [`ApiError`], the one place errors become responses.
 //! - [`health`]: `GET /health` — is the service, its database and its log up?
-//! - [`schemas`]: `GET /api/schemas/event-envelope.json`.
+//! - [`schemas`]: `GET /schemas/event-envelope.json`.
 //! - [`auth`]: `/api/auth/*` (identity).
 //! - [`extract`]: JSON bodies, the authenticated user, the client address.
 

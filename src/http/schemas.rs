@@ -1,4 +1,5 @@
-//! Machine-readable descriptions clients can fetch.
+//! Machine-readable descriptions clients can fetch. Public: they live
+//! outside `/api`, where every route requires an access token.
 
 use axum::Router;
 use axum::http::header;
@@ -9,10 +10,7 @@ use super::AppState;
 use crate::events::ENVELOPE_JSON_SCHEMA;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/api/schemas/event-envelope.json",
-        get(event_envelope_schema),
-    )
+    Router::new().route("/schemas/event-envelope.json", get(event_envelope_schema))
 }
 
 /// The JSON Schema of the event envelope every event on the log follows.
