@@ -10,6 +10,10 @@
 //!   userId, data}` and the typed catalog of every event on the log
 //!   ([`events::EventPayload`]), with decoding that fails with a clear error,
 //!   never a panic.
+//! - [`incident`]: the Incident aggregate as pure functions — `decide`
+//!   (command → event or rejection) and `evolve` (state + event → state) —
+//!   and [`incident::IncidentFold`], the one fold with the version rule
+//!   that the write side and every projector share.
 //! - [`log`]: the append-only log — stream `marauders-map`, topics
 //!   `incident-events`, `presence-events`, `auth-events` — behind one
 //!   interface ([`log::EventLog`]) with two backends: Apache Iggy
@@ -17,10 +21,11 @@
 //!   kept in PostgreSQL ([`log::postgres`], so everything runs without an
 //!   Iggy server).
 //!
-//! Dependencies point one way: `log` knows nothing of `events` beyond raw
-//! bytes and message ids, `events` depends on `domain`, and `domain` on
-//! nothing.
+//! Dependencies point one way: `incident` → `events` → `domain`, and `events`
+//! → `log` only for topic names; `log` knows nothing of events beyond raw
+//! bytes and message ids, and `domain` depends on nothing.
 
 pub mod domain;
 pub mod events;
+pub mod incident;
 pub mod log;

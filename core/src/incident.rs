@@ -1,0 +1,475 @@
+//! The Incident aggregate, as pure functions.
+//!
+//! - [`decide`]: given the current state, a command and who issues it, the
+//!   event to append — or why not ([`Rejection`]).
+//! - [`evolve`]: given a state and an event, the next state.
+//! - [`IncidentFold`]: every incident, folded from `incident-events` with the
+//!   version rule. The write side and every projector fold with this same
+//!   code, so they agree on which of two racing events counts.
+//!
+//! Nothing here does I/O or reads a clock: `now` comes in as an argument.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::{IncidentStatus, Location, Role, Severity};
+use crate::events::{
+    CommentAdded, Event, EventPayload, IncidentCreated, IncidentDeleted, IncidentResolved,
+    IncidentUpdated, SeverityEscalated,
+};
+
+/// Who issues a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor {
+    pub user_id: Uuid,
+    pub role: Role,
+}
+
+/// An incident as the write side knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Incident {
+    pub id: Uuid,
+    pub title: String,
+    pub description: Option<String>,
+    pub severity: Severity,
+    pub location: Location,
+    pub status: IncidentStatus,
+    pub reported_by: Uuid,
+    pub assigned_to: Option<Uuid>,
+    pub resolved_by: Option<Uuid>,
+    pub resolution: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// How many events this incident has had (1 after `incident.created`).
+    pub version: u64,
+    pub deleted: bool,
+}
+
+/// A title of 1 to 200 characters after trimming.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentTitle(String);
+
+impl IncidentTitle {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        bounded_text(raw, "title", 200).map(IncidentTitle)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A description of at most 5,000 characters; empty after trimming = none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description(Option<String>);
+
+impl Description {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let text = raw.trim();
+        if text.chars().count() > 5000 {
+            return Err("description must be at most 5000 characters".into());
+        }
+        Ok(Description((!text.is_empty()).then(|| text.to_owned())))
+    }
+
+    pub fn into_inner(self) -> Option<String> {
+        self.0
+    }
+}
+
+/// How an incident was resolved: 1 to 2,000 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution(String);
+
+impl Resolution {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        bounded_text(raw, "resolution", 2000).map(Resolution)
+    }
+}
+
+/// A comment body: 1 to 2,000 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommentBody(String);
+
+impl CommentBody {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        bounded_text(raw, "body", 2000).map(CommentBody)
+    }
+}
+
+fn bounded_text(raw: &str, field: &str, max_chars: usize) -> Result<String, String> {
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err(format!("{field} must not be empty"));
+    }
+    if text.chars().count() > max_chars {
+        return Err(format!("{field} must be at most {max_chars} characters"));
+    }
+    Ok(text.to_owned())
+}
+
+/// The changes an update asks for; `None` = leave as is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IncidentChanges {
+    pub title: Option<IncidentTitle>,
+    pub description: Option<Description>,
+    pub location: Option<Location>,
+    /// OPEN or INVESTIGATING; RESOLVED only through [`IncidentCommand::Resolve`].
+    pub status: Option<IncidentStatus>,
+    /// `Some(None)` unassigns.
+    pub assigned_to: Option<Option<Uuid>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IncidentCommand {
+    Report {
+        id: Uuid,
+        title: IncidentTitle,
+        description: Description,
+        severity: Severity,
+        location: Location,
+    },
+    Update(IncidentChanges),
+    Resolve {
+        resolution: Resolution,
+    },
+    ChangeSeverity {
+        severity: Severity,
+    },
+    Delete,
+    AddComment {
+        comment_id: Uuid,
+        body: CommentBody,
+    },
+}
+
+/// Why a command was refused. Nothing is appended for a rejected command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// Unknown or deleted incident.
+    #[error("incident not found")]
+    NotFound,
+    #[error("{0}")]
+    Forbidden(String),
+    /// The command contradicts the incident's state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The command is not meaningful (e.g. RESOLVED as an update status).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What `decide` allows: the event to append, or nothing when the command
+/// changes nothing (e.g. setting the severity it already has).
+pub type Decision = Result<Option<EventPayload>, Rejection>;
+
+/// The rules. `state` is `None` for an incident that does not exist.
+pub fn decide(
+    state: Option<&Incident>,
+    command: IncidentCommand,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> Decision {
+    let IncidentCommand::Report {
+        id,
+        title,
+        description,
+        severity,
+        location,
+    } = command
+    else {
+        let incident = state
+            .filter(|incident| !incident.deleted)
+            .ok_or(Rejection::NotFound)?;
+        return decide_on_existing(incident, command, actor, now);
+    };
+    if state.is_some() {
+        return Err(Rejection::Conflict(format!("incident {id} already exists")));
+    }
+    Ok(Some(EventPayload::IncidentCreated(IncidentCreated {
+        id,
+        title: title.0,
+        description: description.0,
+        severity,
+        location,
+        status: IncidentStatus::Open,
+        reported_by: actor.user_id,
+        assigned_to: None,
+        resolved_by: None,
+        resolution: None,
+        created_at: now,
+        updated_at: now,
+        resolved_at: None,
+        version: 1,
+    })))
+}
+
+fn decide_on_existing(
+    incident: &Incident,
+    command: IncidentCommand,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> Decision {
+    let is_reporter = incident.reported_by == actor.user_id;
+    let version = incident.version + 1;
+    let resolved = incident.status == IncidentStatus::Resolved;
+    match command {
+        IncidentCommand::Report { .. } => unreachable!("handled by decide"),
+        IncidentCommand::Update(changes) => {
+            if !(is_reporter || actor.role >= Role::Prefect) {
+                return Err(Rejection::Forbidden(
+                    "only the reporter or a PREFECT or PROFESSOR may update this incident".into(),
+                ));
+            }
+            if changes.status == Some(IncidentStatus::Resolved) {
+                return Err(Rejection::Invalid(
+                    "status RESOLVED is set by resolving the incident".into(),
+                ));
+            }
+            if resolved {
+                return Err(Rejection::Conflict(
+                    "a resolved incident cannot be updated".into(),
+                ));
+            }
+            let title = changes.title.map(|t| t.0).filter(|t| *t != incident.title);
+            let description = changes
+                .description
+                .and_then(|d| d.0.filter(|d| Some(d) != incident.description.as_ref()));
+            let location = changes.location.filter(|l| *l != incident.location);
+            let status = changes.status.filter(|s| *s != incident.status);
+            let assigned_to = changes.assigned_to.filter(|a| *a != incident.assigned_to);
+            if title.is_none()
+                && description.is_none()
+                && location.is_none()
+                && status.is_none()
+                && assigned_to.is_none()
+            {
+                return Ok(None);
+            }
+            Ok(Some(EventPayload::IncidentUpdated(IncidentUpdated {
+                id: incident.id,
+                version,
+                title,
+                description,
+                location,
+                status,
+                assigned_to,
+            })))
+        }
+        IncidentCommand::Resolve { resolution } => {
+            if !(is_reporter || actor.role >= Role::Prefect) {
+                return Err(Rejection::Forbidden(
+                    "only the reporter or a PREFECT or PROFESSOR may resolve this incident".into(),
+                ));
+            }
+            if resolved {
+                return Err(Rejection::Conflict(
+                    "the incident is already resolved".into(),
+                ));
+            }
+            Ok(Some(EventPayload::IncidentResolved(IncidentResolved {
+                id: incident.id,
+                version,
+                resolved_by: actor.user_id,
+                resolution: resolution.0,
+            })))
+        }
+        IncidentCommand::ChangeSeverity { severity } => {
+            if resolved {
+                return Err(Rejection::Conflict(
+                    "a resolved incident's severity cannot change".into(),
+                ));
+            }
+            if severity == incident.severity {
+                return Ok(None);
+            }
+            if severity < incident.severity && actor.role < Role::Prefect {
+                return Err(Rejection::Forbidden(
+                    "only a PREFECT or PROFESSOR may lower a severity".into(),
+                ));
+            }
+            Ok(Some(EventPayload::SeverityEscalated(SeverityEscalated {
+                incident_id: incident.id,
+                version,
+                old_severity: incident.severity,
+                new_severity: severity,
+            })))
+        }
+        IncidentCommand::Delete => {
+            if !(is_reporter || actor.role >= Role::Professor) {
+                return Err(Rejection::Forbidden(
+                    "only the reporter or a PROFESSOR may delete this incident".into(),
+                ));
+            }
+            Ok(Some(EventPayload::IncidentDeleted(IncidentDeleted {
+                id: incident.id,
+                version,
+                deleted_by: actor.user_id,
+            })))
+        }
+        IncidentCommand::AddComment { comment_id, body } => {
+            Ok(Some(EventPayload::CommentAdded(CommentAdded {
+                id: comment_id,
+                incident_id: incident.id,
+                author_id: actor.user_id,
+                body: body.0,
+                created_at: now,
+                version,
+            })))
+        }
+    }
+}
+
+/// The incident an incident event is about, and the version it claims;
+/// `None` for events of other topics.
+pub fn incident_and_version(payload: &EventPayload) -> Option<(Uuid, u64)> {
+    match payload {
+        EventPayload::IncidentCreated(e) => Some((e.id, e.version)),
+        EventPayload::IncidentUpdated(e) => Some((e.id, e.version)),
+        EventPayload::IncidentResolved(e) => Some((e.id, e.version)),
+        EventPayload::IncidentDeleted(e) => Some((e.id, e.version)),
+        EventPayload::CommentAdded(e) => Some((e.incident_id, e.version)),
+        EventPayload::SeverityEscalated(e) => Some((e.incident_id, e.version)),
+        _ => None,
+    }
+}
+
+/// Applies one accepted event. Callers check the version first (see
+/// [`IncidentFold::apply`]); `evolve` trusts it.
+pub fn evolve(
+    state: Option<Incident>,
+    event: &EventPayload,
+    at: DateTime<Utc>,
+) -> Option<Incident> {
+    if let EventPayload::IncidentCreated(created) = event {
+        return Some(Incident {
+            id: created.id,
+            title: created.title.clone(),
+            description: created.description.clone(),
+            severity: created.severity,
+            location: created.location,
+            status: created.status,
+            reported_by: created.reported_by,
+            assigned_to: created.assigned_to,
+            resolved_by: created.resolved_by,
+            resolution: created.resolution.clone(),
+            created_at: created.created_at,
+            updated_at: created.updated_at,
+            resolved_at: created.resolved_at,
+            version: created.version,
+            deleted: false,
+        });
+    }
+    let mut incident = state?;
+    match event {
+        EventPayload::IncidentUpdated(update) => {
+            if let Some(title) = &update.title {
+                incident.title = title.clone();
+            }
+            if let Some(description) = &update.description {
+                incident.description = Some(description.clone());
+            }
+            if let Some(location) = update.location {
+                incident.location = location;
+            }
+            if let Some(status) = update.status {
+                incident.status = status;
+            }
+            if let Some(assigned_to) = update.assigned_to {
+                incident.assigned_to = assigned_to;
+            }
+            incident.updated_at = at;
+        }
+        EventPayload::IncidentResolved(resolved) => {
+            incident.status = IncidentStatus::Resolved;
+            incident.resolved_by = Some(resolved.resolved_by);
+            incident.resolution = Some(resolved.resolution.clone());
+            incident.resolved_at = Some(at);
+            incident.updated_at = at;
+        }
+        EventPayload::IncidentDeleted(_) => {
+            incident.deleted = true;
+            incident.updated_at = at;
+        }
+        EventPayload::SeverityEscalated(change) => {
+            incident.severity = change.new_severity;
+            incident.updated_at = at;
+        }
+        EventPayload::CommentAdded(_) => {}
+        _ => return Some(incident),
+    }
+    if let Some((_, version)) = incident_and_version(event) {
+        incident.version = version;
+    }
+    Some(incident)
+}
+
+/// What [`IncidentFold::apply`] did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FoldOutcome {
+    /// The event's version was the incident's current version + 1.
+    Applied,
+    /// A lost race (or a duplicate, or a replay): its version was not next.
+    Voided,
+    /// Not an incident event.
+    NotAnIncidentEvent,
+}
+
+/// All incidents, folded from `incident-events` with the version rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentFold {
+    incidents: HashMap<Uuid, Incident>,
+    /// The event that produced each version of each incident, so a command
+    /// handler can tell whether its event was the one accepted.
+    accepted: HashMap<Uuid, Vec<Uuid>>,
+}
+
+impl IncidentFold {
+    /// Applies `event` if its version is the next one for its incident.
+    pub fn apply(&mut self, event: &Event) -> FoldOutcome {
+        let Some((id, version)) = incident_and_version(&event.payload) else {
+            return FoldOutcome::NotAnIncidentEvent;
+        };
+        let current = self.incidents.get(&id);
+        let current_version = current.map_or(0, |incident| incident.version);
+        let creates = matches!(event.payload, EventPayload::IncidentCreated(_));
+        if version != current_version + 1 || creates != (current_version == 0) {
+            return FoldOutcome::Voided;
+        }
+        let next = evolve(current.cloned(), &event.payload, event.timestamp);
+        if let Some(next) = next {
+            self.incidents.insert(id, next);
+            self.accepted.entry(id).or_default().push(event.event_id);
+        }
+        FoldOutcome::Applied
+    }
+
+    pub fn get(&self, id: Uuid) -> Option<&Incident> {
+        self.incidents.get(&id)
+    }
+
+    /// Whether `event_id` is the event accepted as `version` of `incident`.
+    pub fn was_accepted(&self, incident: Uuid, version: u64, event_id: Uuid) -> bool {
+        let index = version.checked_sub(1).and_then(|v| usize::try_from(v).ok());
+        index
+            .and_then(|index| self.accepted.get(&incident)?.get(index))
+            .is_some_and(|accepted| *accepted == event_id)
+    }
+
+    pub fn incidents(&self) -> impl Iterator<Item = &Incident> {
+        self.incidents.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.incidents.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.incidents.is_empty()
+    }
+}
