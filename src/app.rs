@@ -14,6 +14,7 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::commands::{CommandHandler, WriteModel};
 use crate::config::{Config, ServeConfig};
 use crate::database;
 use crate::http::{self, AppState};
@@ -35,6 +36,20 @@ impl Application {
             // is reachable, and the log keeps trying in the background.
             tracing::warn!(%error, "starting without a reachable log");
         }
+        let write_model = Arc::new(WriteModel::new(log.clone(), pool.clone()));
+        match write_model.rebuild(true).await {
+            Ok(report) => tracing::info!(
+                incidents = report.incidents,
+                replayed = report.events_replayed,
+                snapshot_offset = ?report.snapshot_offset,
+                took = ?report.took,
+                "write model rebuilt from the log"
+            ),
+            // Commands answer 503 until the log is back; the model then
+            // catches up from where it is.
+            Err(error) => tracing::warn!(%error, "write model not rebuilt yet"),
+        }
+        let commands = Arc::new(CommandHandler::new(log.clone(), write_model.clone()));
         let address = SocketAddr::new(serve.host, serve.port);
         let listener = TcpListener::bind(address)
             .await
@@ -45,6 +60,8 @@ impl Application {
                 log,
                 pool,
                 jwt: Arc::new(JwtKeys::from_secret(&secret)),
+                commands,
+                write_model,
             },
         })
     }
@@ -65,6 +82,11 @@ impl Application {
         &self.state.log
     }
 
+    /// The write side's in-memory fold (tests compare it with other readers).
+    pub fn write_model(&self) -> Arc<WriteModel> {
+        self.state.write_model.clone()
+    }
+
     /// Serves until `shutdown` is cancelled, then drains and closes.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Application { listener, state } = self;
@@ -76,6 +98,10 @@ impl Application {
         let relay = tokio::spawn(
             OutboxRelay::new(state.pool.clone(), state.log.clone()).run(shutdown.clone()),
         );
+        let follower = {
+            let (write_model, shutdown) = (state.write_model.clone(), shutdown.clone());
+            tokio::spawn(async move { write_model.follow_log(shutdown).await })
+        };
         let router = http::router(state.clone());
         let served = axum::serve(
             listener,
@@ -86,8 +112,10 @@ impl Application {
         .context("HTTP server failed");
         // If serving failed on its own, the other tasks still need the signal.
         shutdown.cancel();
-        if let Err(error) = relay.await {
-            tracing::error!(%error, "the outbox relay task panicked");
+        for (task, name) in [(relay, "outbox relay"), (follower, "write model follower")] {
+            if let Err(error) = task.await {
+                tracing::error!(%error, task = name, "a background task panicked");
+            }
         }
         state.log.shutdown().await;
         state.pool.close().await;

@@ -33,9 +33,10 @@
 //! `src/main.rs` is the thin `marauders-map` binary: `serve` (default) and
 //! `migrate`.
 
-pub use marauders_core::{domain, events, log};
+pub use marauders_core::{domain, events, incident, log};
 
 pub mod app;
+pub mod commands;
 pub mod config;
 pub mod database;
 pub mod http;

@@ -4,12 +4,14 @@
 //! - [`health`]: `GET /health` — is the service, its database and its log up?
 //! - [`schemas`]: `GET /schemas/event-envelope.json`.
 //! - [`auth`]: `/api/auth/*` (identity).
+//! - [`incidents`]: the incident commands (the write side).
 //! - [`extract`]: JSON bodies, the authenticated user, the client address.
 
 pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod incidents;
 pub mod schemas;
 
 use std::sync::Arc;
@@ -22,6 +24,7 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 
+use crate::commands::{CommandHandler, WriteModel};
 use crate::identity::tokens::JwtKeys;
 use crate::log::EventLog;
 
@@ -35,6 +38,8 @@ pub struct AppState {
     pub log: EventLog,
     pub pool: PgPool,
     pub jwt: Arc<JwtKeys>,
+    pub commands: Arc<CommandHandler>,
+    pub write_model: Arc<WriteModel>,
 }
 
 /// The whole HTTP application.
@@ -43,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(schemas::router())
         .merge(auth::router())
+        .merge(incidents::router())
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -57,6 +57,20 @@ pub async fn fresh_database() -> TestDatabase {
     TestDatabase { name, url, pool }
 }
 
+/// A second handle on the same database, for a second service instance.
+pub async fn clone_database(database: &TestDatabase) -> TestDatabase {
+    let pool = PgPoolOptions::new()
+        .max_connections(8)
+        .connect(&database.url)
+        .await
+        .expect("Failed to connect to the test database again");
+    TestDatabase {
+        name: database.name.clone(),
+        url: database.url.clone(),
+        pool,
+    }
+}
+
 /// Where a test's log lives; [`TestBackend::open_log`] opens another
 /// instance on the same storage, as a second service instance would.
 pub enum TestBackend {
@@ -258,6 +272,7 @@ pub struct TestApp {
     pub address: String,
     pub database: TestDatabase,
     pub client: reqwest::Client,
+    pub write_model: std::sync::Arc<marauders_map::commands::WriteModel>,
     shutdown: tokio_util::sync::CancellationToken,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -297,12 +312,14 @@ pub async fn spawn_app_on(
         .await
         .expect("the service builds");
     let address = format!("http://127.0.0.1:{}", application.port());
+    let write_model = application.write_model();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(application.run_until_stopped(shutdown.clone()));
     TestApp {
         address,
         database,
         client: reqwest::Client::new(),
+        write_model,
         shutdown,
         server,
     }
@@ -370,6 +387,62 @@ impl TestApp {
             .await;
         assert_eq!(status, 201, "register {email}: {body}");
         body
+    }
+
+    /// Registers a user and gives them `role`; returns their access token
+    /// (issued after the role change, so it carries it).
+    pub async fn user_with_role(
+        &self,
+        email: &str,
+        role: marauders_map::domain::Role,
+    ) -> (uuid::Uuid, String) {
+        let registered = self.register(email, email).await;
+        marauders_map::identity::accounts::change_role(&self.database.pool, email, role)
+            .await
+            .expect("the role changes");
+        let (status, body) = self
+            .post_json(
+                "/api/auth/login",
+                serde_json::json!({"email": email, "password": "alohomora-123"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let id = uuid::Uuid::parse_str(registered["user"]["id"].as_str().unwrap()).unwrap();
+        (id, body["accessToken"].as_str().unwrap().to_owned())
+    }
+
+    /// Sends a request with a bearer token and a JSON body; returns status,
+    /// body and the `Event-Offset` header.
+    pub async fn command(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        access_token: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value, Option<u64>) {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(access_token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the request is sent");
+        let status = response.status().as_u16();
+        let offset = response.headers().get("Event-Offset").map(|value| {
+            value
+                .to_str()
+                .unwrap()
+                .parse()
+                .expect("Event-Offset is a number")
+        });
+        let bytes = response.bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        (status, body, offset)
     }
 
     /// Cancels the token, waits for the drain, returns the database and how

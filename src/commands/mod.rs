@@ -1,0 +1,18 @@
+//! The write side: commands validated against the incident aggregate,
+//! rebuilt from the log, and answered once the log has their event.
+//!
+//! - [`write_model`]: [`WriteModel`], every incident folded from
+//!   `incident-events` in memory (Iggy cannot read by key), kept current by
+//!   a tailer, bounded at start-up by snapshots.
+//! - [`handler`]: [`CommandHandler`], one command → at most one event:
+//!   serialize per incident, catch up, decide, append, confirm from the log
+//!   that the event was the one accepted (409 otherwise).
+//!
+//! No database write happens on this path; the command handler never waits
+//! for a projector and never talks to a browser.
+
+pub mod handler;
+pub mod write_model;
+
+pub use handler::{CommandError, CommandHandler, CommandOutcome};
+pub use write_model::WriteModel;

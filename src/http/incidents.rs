@@ -1,0 +1,416 @@
+//! Incident commands over REST: `POST /api/incidents`, `PUT
+//! /api/incidents/{id}`, `PATCH …/resolve`, `PATCH …/severity`, `DELETE
+//! /api/incidents/{id}`, `POST …/comments`.
+//!
+//! Each answers once the log has acknowledged its event, with the resulting
+//! state and the event's offset in the `Event-Offset` header (so a client can
+//! later read its own writes). None waits for a projector.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{patch, post, put};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::extract::{ApiJson, AuthUser};
+use super::{ApiError, AppState};
+use crate::commands::{CommandError, CommandOutcome};
+use crate::domain::{IncidentStatus, Location, Severity};
+use crate::events::EventPayload;
+use crate::incident::{
+    Actor, CommentBody, Description, Incident, IncidentChanges, IncidentCommand, IncidentTitle,
+    Rejection, Resolution,
+};
+
+/// The response header carrying the offset of the command's event.
+pub const EVENT_OFFSET_HEADER: &str = "Event-Offset";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/incidents", post(report))
+        .route("/api/incidents/{id}", put(update).delete(delete))
+        .route("/api/incidents/{id}/resolve", patch(resolve))
+        .route("/api/incidents/{id}/severity", patch(change_severity))
+        .route("/api/incidents/{id}/comments", post(add_comment))
+}
+
+/// An incident as the API shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IncidentView {
+    id: Uuid,
+    title: String,
+    description: Option<String>,
+    severity: Severity,
+    location: Location,
+    status: IncidentStatus,
+    reported_by: Uuid,
+    assigned_to: Option<Uuid>,
+    resolved_by: Option<Uuid>,
+    resolution: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    resolved_at: Option<DateTime<Utc>>,
+    version: u64,
+}
+
+impl From<Incident> for IncidentView {
+    fn from(incident: Incident) -> Self {
+        IncidentView {
+            id: incident.id,
+            title: incident.title,
+            description: incident.description,
+            severity: incident.severity,
+            location: incident.location,
+            status: incident.status,
+            reported_by: incident.reported_by,
+            assigned_to: incident.assigned_to,
+            resolved_by: incident.resolved_by,
+            resolution: incident.resolution,
+            created_at: incident.created_at,
+            updated_at: incident.updated_at,
+            resolved_at: incident.resolved_at,
+            version: incident.version,
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CommentView {
+    id: Uuid,
+    incident_id: Uuid,
+    author_id: Uuid,
+    body: String,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+struct ReportRequest {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    severity: Option<String>,
+    #[serde(default)]
+    location: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateRequest {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    location: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    /// Absent: unchanged; `null`: unassign.
+    #[serde(default, deserialize_with = "present_or_null")]
+    assigned_to: Option<Option<String>>,
+}
+
+#[derive(Deserialize)]
+struct ResolveRequest {
+    #[serde(default)]
+    resolution: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SeverityRequest {
+    #[serde(default)]
+    severity: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CommentRequest {
+    #[serde(default)]
+    body: Option<String>,
+}
+
+/// Collects one message per invalid field, then fails with all of them.
+#[derive(Default)]
+struct FieldErrors(BTreeMap<String, String>);
+
+impl FieldErrors {
+    fn check<T>(&mut self, field: &str, parsed: Result<T, String>) -> Option<T> {
+        parsed
+            .map_err(|message| self.0.insert(field.to_owned(), message))
+            .ok()
+    }
+
+    fn required<T>(
+        &mut self,
+        field: &str,
+        raw: Option<String>,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        match raw {
+            Some(raw) => self.check(field, parse(&raw)),
+            None => self.check(field, Err(format!("{field} is required"))),
+        }
+    }
+
+    fn finish(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid_fields(self.0))
+        }
+    }
+}
+
+fn parse_enum<T: FromStr<Err = crate::domain::UnknownValue>>(raw: &str) -> Result<T, String> {
+    raw.parse::<T>().map_err(|error| error.to_string())
+}
+
+/// Path ids that are not UUIDs name no incident: 404, like an unknown one.
+fn incident_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("incident not found".into()))
+}
+
+fn actor(user: AuthUser) -> Actor {
+    Actor {
+        user_id: user.user_id,
+        role: user.role,
+    }
+}
+
+async fn report(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(request): ApiJson<ReportRequest>,
+) -> Result<Response, ApiError> {
+    let mut errors = FieldErrors::default();
+    let title = errors.required("title", request.title, IncidentTitle::parse);
+    let description = errors.check(
+        "description",
+        Description::parse(request.description.as_deref().unwrap_or("")),
+    );
+    let severity = errors.required("severity", request.severity, parse_enum::<Severity>);
+    let location = errors.required("location", request.location, parse_enum::<Location>);
+    errors.finish()?;
+    let (Some(title), Some(description), Some(severity), Some(location)) =
+        (title, description, severity, location)
+    else {
+        unreachable!("finish() returned Ok, so every field parsed");
+    };
+    let id = Uuid::now_v7();
+    let command = IncidentCommand::Report {
+        id,
+        title,
+        description,
+        severity,
+        location,
+    };
+    let outcome = state
+        .commands
+        .execute(id, command, actor(user))
+        .await
+        .map_err(command_error)?;
+    Ok(incident_response(StatusCode::CREATED, outcome))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<UpdateRequest>,
+) -> Result<Response, ApiError> {
+    let id = incident_id(&id)?;
+    let mut errors = FieldErrors::default();
+    let mut changes = IncidentChanges::default();
+    if let Some(raw) = request.title {
+        changes.title = errors.check("title", IncidentTitle::parse(&raw));
+    }
+    if let Some(raw) = request.description {
+        changes.description = errors.check("description", Description::parse(&raw));
+    }
+    if let Some(raw) = request.location {
+        changes.location = errors.check("location", parse_enum::<Location>(&raw));
+    }
+    if let Some(raw) = request.status {
+        let status = errors.check("status", parse_enum::<IncidentStatus>(&raw));
+        if status == Some(IncidentStatus::Resolved) {
+            errors.check::<()>(
+                "status",
+                Err("use PATCH /api/incidents/{id}/resolve to resolve".into()),
+            );
+        }
+        changes.status = status;
+    }
+    if let Some(raw) = request.assigned_to {
+        changes.assigned_to = match raw {
+            None => Some(None),
+            Some(raw) => errors
+                .check(
+                    "assignedTo",
+                    Uuid::parse_str(&raw)
+                        .map_err(|_| "assignedTo must be a user id (UUID) or null".to_owned()),
+                )
+                .map(Some),
+        };
+    }
+    errors.finish()?;
+    if changes == IncidentChanges::default() {
+        return Err(ApiError::bad_request(
+            "nothing to update: send at least one of title, description, location, status, assignedTo",
+        ));
+    }
+    let outcome = state
+        .commands
+        .execute(id, IncidentCommand::Update(changes), actor(user))
+        .await
+        .map_err(command_error)?;
+    Ok(incident_response(StatusCode::OK, outcome))
+}
+
+async fn resolve(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<ResolveRequest>,
+) -> Result<Response, ApiError> {
+    let id = incident_id(&id)?;
+    let mut errors = FieldErrors::default();
+    let resolution = errors.required("resolution", request.resolution, Resolution::parse);
+    errors.finish()?;
+    let command = IncidentCommand::Resolve {
+        resolution: resolution.expect("checked by finish"),
+    };
+    let outcome = state
+        .commands
+        .execute(id, command, actor(user))
+        .await
+        .map_err(command_error)?;
+    Ok(incident_response(StatusCode::OK, outcome))
+}
+
+async fn change_severity(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<SeverityRequest>,
+) -> Result<Response, ApiError> {
+    let id = incident_id(&id)?;
+    let mut errors = FieldErrors::default();
+    let severity = errors.required("severity", request.severity, parse_enum::<Severity>);
+    errors.finish()?;
+    let command = IncidentCommand::ChangeSeverity {
+        severity: severity.expect("checked by finish"),
+    };
+    let outcome = state
+        .commands
+        .execute(id, command, actor(user))
+        .await
+        .map_err(command_error)?;
+    Ok(incident_response(StatusCode::OK, outcome))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = incident_id(&id)?;
+    let outcome = state
+        .commands
+        .execute(id, IncidentCommand::Delete, actor(user))
+        .await
+        .map_err(command_error)?;
+    let offset = match outcome {
+        CommandOutcome::Applied { offset, .. } => Some(offset),
+        CommandOutcome::Unchanged { offset, .. } => offset,
+    };
+    Ok((StatusCode::NO_CONTENT, offset_header(offset)).into_response())
+}
+
+async fn add_comment(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<CommentRequest>,
+) -> Result<Response, ApiError> {
+    let id = incident_id(&id)?;
+    let mut errors = FieldErrors::default();
+    let body = errors.required("body", request.body, CommentBody::parse);
+    errors.finish()?;
+    let command = IncidentCommand::AddComment {
+        comment_id: Uuid::now_v7(),
+        body: body.expect("checked by finish"),
+    };
+    let outcome = state
+        .commands
+        .execute(id, command, actor(user))
+        .await
+        .map_err(command_error)?;
+    let CommandOutcome::Applied { event, offset, .. } = outcome else {
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "a comment always appends an event"
+        )));
+    };
+    let EventPayload::CommentAdded(comment) = event.payload else {
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "a comment command produced another event"
+        )));
+    };
+    let view = CommentView {
+        id: comment.id,
+        incident_id: comment.incident_id,
+        author_id: comment.author_id,
+        body: comment.body,
+        created_at: comment.created_at,
+    };
+    Ok((StatusCode::CREATED, offset_header(Some(offset)), Json(view)).into_response())
+}
+
+fn incident_response(status: StatusCode, outcome: CommandOutcome) -> Response {
+    let (incident, offset) = match outcome {
+        CommandOutcome::Applied {
+            incident, offset, ..
+        } => (incident, Some(offset)),
+        CommandOutcome::Unchanged { incident, offset } => (incident, offset),
+    };
+    (
+        status,
+        offset_header(offset),
+        Json(IncidentView::from(incident)),
+    )
+        .into_response()
+}
+
+fn offset_header(offset: Option<u64>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(offset) = offset {
+        headers.insert(EVENT_OFFSET_HEADER, HeaderValue::from(offset));
+    }
+    headers
+}
+
+fn command_error(error: CommandError) -> ApiError {
+    match error {
+        CommandError::Rejected(Rejection::NotFound) => {
+            ApiError::NotFound("incident not found".into())
+        }
+        CommandError::Rejected(Rejection::Forbidden(message)) => ApiError::Forbidden(message),
+        CommandError::Rejected(Rejection::Conflict(message)) => ApiError::Conflict(message),
+        CommandError::Rejected(Rejection::Invalid(message)) => ApiError::bad_request(message),
+        CommandError::LostRace => ApiError::Conflict(error.to_string()),
+        CommandError::Log(error) => ApiError::from(error),
+    }
+}
+
+fn present_or_null<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
+}
