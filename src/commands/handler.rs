@@ -28,7 +28,8 @@ pub enum CommandOutcome {
     /// The event was appended at `offset` and accepted.
     Applied {
         incident: Incident,
-        event: Event,
+        /// Boxed: an event is much larger than the other variant.
+        event: Box<Event>,
         offset: u64,
     },
     /// Nothing to change; `offset` is the incident's latest event.
@@ -99,7 +100,7 @@ impl CommandHandler {
             .ok_or(Rejection::NotFound)?;
         Ok(CommandOutcome::Applied {
             incident,
-            event,
+            event: Box::new(event),
             offset,
         })
     }
