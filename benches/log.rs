@@ -6,6 +6,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use common::{IggyServer, TestBackend};
 use marauders_map::domain::{IncidentStatus, Location, Severity};
 use marauders_map::events::{Event, EventPayload, IncidentCreated};
 use marauders_map::log::{LogMessage, Topic};
+use support::{Row, iggy_available, print_table};
 use uuid::Uuid;
 
 const SINGLE_APPENDS: usize = 300;
@@ -51,19 +53,6 @@ async fn run() {
         eprintln!("Iggy: skipped — no iggy-server on PATH and IGGY_URL is unset");
     }
     print_table(&rows);
-}
-
-fn iggy_available() -> bool {
-    std::env::var("IGGY_URL").is_ok_and(|url| !url.trim().is_empty())
-        || std::env::var_os("PATH").is_some_and(|path| {
-            std::env::split_paths(&path).any(|dir| dir.join("iggy-server").is_file())
-        })
-}
-
-struct Row {
-    backend: &'static str,
-    metric: String,
-    samples: Vec<Duration>,
 }
 
 async fn measure(backend: &'static str, storage: &TestBackend) -> Vec<Row> {
@@ -173,41 +162,5 @@ fn plain_message() -> LogMessage {
     LogMessage {
         id: Uuid::now_v7(),
         payload: Bytes::from_static(b"{\"ping\":true}"),
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
-}
-
-fn print_table(rows: &[Row]) {
-    println!();
-    println!(
-        "| backend                  | operation                      |   n |      p50 |      p99 |"
-    );
-    println!(
-        "|--------------------------|--------------------------------|-----|----------|----------|"
-    );
-    for row in rows {
-        let mut sorted = row.samples.clone();
-        sorted.sort();
-        println!(
-            "| {:<24} | {:<30} | {:>3} | {:>8} | {:>8} |",
-            row.backend,
-            row.metric,
-            sorted.len(),
-            format_duration(percentile(&sorted, 0.50)),
-            format_duration(percentile(&sorted, 0.99)),
-        );
-    }
-}
-
-fn format_duration(duration: Duration) -> String {
-    let micros = duration.as_secs_f64() * 1e6;
-    if micros < 1000.0 {
-        format!("{micros:.0} µs")
-    } else {
-        format!("{:.2} ms", micros / 1000.0)
     }
 }

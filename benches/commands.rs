@@ -1,0 +1,209 @@
+//! `scripts/bench`: the write side. `POST /api/incidents` latency (what the
+//! seed's "publishing adds under 5 ms" budget is about) and sustained
+//! throughput, and the write model's start-up rebuild over 100,000 events
+//! with and without a snapshot — on the embedded log and on Iggy with
+//! per-append fsync.
+//!
+//! A measurement, not a test. Request loops are bounded in count and time
+//! and only talk to 127.0.0.1.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use common::{IggyServer, TestApp};
+use marauders_map::commands::WriteModel;
+use marauders_map::domain::{IncidentStatus, Location, Role, Severity};
+use marauders_map::events::{CommentAdded, Event, EventPayload, IncidentCreated};
+use marauders_map::log::{EventLog, LogConfig, LogMessage, Topic};
+use reqwest::Method;
+use serde_json::json;
+use support::{Figure, Row, iggy_available, print_figures, print_table};
+use uuid::Uuid;
+
+const LATENCY_REQUESTS: usize = 300;
+const THROUGHPUT_CLIENTS: usize = 8;
+const THROUGHPUT_SECONDS: u64 = 5;
+const REBUILD_EVENTS: usize = 100_000;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let (mut rows, mut figures) = (Vec::new(), Vec::new());
+    let app = common::spawn_app().await;
+    measure_commands("embedded (PostgreSQL)", &app, &mut rows, &mut figures).await;
+    let (database, _) = app.stop().await;
+    let log = EventLog::open(LogConfig::Postgres(database.pool.clone()))
+        .await
+        .unwrap();
+    measure_rebuild("embedded (PostgreSQL)", &log, &database.pool, &mut figures).await;
+    log.shutdown().await;
+
+    if iggy_available() {
+        let server = IggyServer::start().await;
+        let app = common::spawn_app_with_iggy(Some(server.url.clone())).await;
+        measure_commands("iggy, fsync every append", &app, &mut rows, &mut figures).await;
+        let (database, _) = app.stop().await;
+        let log = EventLog::open(LogConfig::Iggy(
+            server.config(marauders_map::log::STREAM_NAME),
+        ))
+        .await
+        .unwrap();
+        log.wait_until_ready(Duration::from_secs(20)).await.unwrap();
+        measure_rebuild(
+            "iggy, fsync every append",
+            &log,
+            &database.pool,
+            &mut figures,
+        )
+        .await;
+        log.shutdown().await;
+    } else {
+        eprintln!("Iggy: skipped — no iggy-server on PATH and IGGY_URL is unset");
+    }
+    print_table(&rows);
+    print_figures(&figures);
+}
+
+async fn measure_commands(
+    backend: &'static str,
+    app: &TestApp,
+    rows: &mut Vec<Row>,
+    figures: &mut Vec<Figure>,
+) {
+    let (_, token) = app
+        .user_with_role("bench@hogwarts.edu", Role::Prefect)
+        .await;
+    let body = json!({"title": "Bench incident", "severity": "MEDIUM", "location": "GREAT_HALL"});
+    let mut samples = Vec::new();
+    for _ in 0..LATENCY_REQUESTS {
+        let started = Instant::now();
+        let (status, _, _) = app
+            .command(Method::POST, "/api/incidents", &token, Some(body.clone()))
+            .await;
+        samples.push(started.elapsed());
+        assert_eq!(status, 201);
+    }
+    rows.push(Row {
+        backend,
+        metric: "POST /api/incidents".into(),
+        samples,
+    });
+
+    let deadline = Instant::now() + Duration::from_secs(THROUGHPUT_SECONDS);
+    let started = Instant::now();
+    let clients = (0..THROUGHPUT_CLIENTS).map(|_| {
+        let (token, body) = (token.clone(), body.clone());
+        async move {
+            let mut done = 0u64;
+            while Instant::now() < deadline {
+                let (status, _, _) = app
+                    .command(Method::POST, "/api/incidents", &token, Some(body.clone()))
+                    .await;
+                assert_eq!(status, 201);
+                done += 1;
+            }
+            done
+        }
+    });
+    let total: u64 = futures::future::join_all(clients).await.into_iter().sum();
+    figures.push(Figure {
+        backend,
+        metric: format!("POST /api/incidents, {THROUGHPUT_CLIENTS} clients, sustained"),
+        value: format!(
+            "{:.0} cmd/s",
+            total as f64 / started.elapsed().as_secs_f64()
+        ),
+    });
+}
+
+/// Appends 100,000 incident events (a created and comments per incident),
+/// then rebuilds a write model from offset 0 and from a snapshot.
+async fn measure_rebuild(
+    backend: &'static str,
+    log: &EventLog,
+    pool: &sqlx::PgPool,
+    figures: &mut Vec<Figure>,
+) {
+    let existing = log.log_end(Topic::IncidentEvents).await.unwrap() as usize;
+    let mut batch = Vec::new();
+    let (mut incident, mut version) = (Uuid::now_v7(), 0u64);
+    for n in existing..REBUILD_EVENTS {
+        let now = Utc::now();
+        let payload = if n % 10 == 0 {
+            (incident, version) = (Uuid::now_v7(), 1);
+            EventPayload::IncidentCreated(IncidentCreated {
+                id: incident,
+                title: format!("Incident {n}"),
+                description: None,
+                severity: Severity::Low,
+                location: Location::Library,
+                status: IncidentStatus::Open,
+                reported_by: Uuid::nil(),
+                assigned_to: None,
+                resolved_by: None,
+                resolution: None,
+                created_at: now,
+                updated_at: now,
+                resolved_at: None,
+                version,
+            })
+        } else {
+            version += 1;
+            EventPayload::CommentAdded(CommentAdded {
+                id: Uuid::now_v7(),
+                incident_id: incident,
+                author_id: Uuid::nil(),
+                body: "Mischief managed".into(),
+                created_at: now,
+                version,
+            })
+        };
+        batch.push(Event::new(payload, None).to_log_message());
+        if batch.len() == 1000 {
+            append(log, &mut batch).await;
+        }
+    }
+    append(log, &mut batch).await;
+
+    let model = WriteModel::new(log.clone(), pool.clone());
+    model.delete_snapshot().await.unwrap();
+    let cold = model.rebuild(false).await.unwrap();
+    model
+        .save_snapshot(&model.fold().await, cold.events_replayed)
+        .await
+        .unwrap();
+    let warm = WriteModel::new(log.clone(), pool.clone())
+        .rebuild(true)
+        .await
+        .unwrap();
+    figures.push(Figure {
+        backend,
+        metric: format!(
+            "write model start-up, {} events, no snapshot",
+            cold.events_replayed
+        ),
+        value: format!("{:.2} s", cold.took.as_secs_f64()),
+    });
+    figures.push(Figure {
+        backend,
+        metric: "write model start-up from a snapshot".into(),
+        value: format!("{:.2} s", warm.took.as_secs_f64()),
+    });
+}
+
+async fn append(log: &EventLog, batch: &mut Vec<LogMessage>) {
+    if !batch.is_empty() {
+        log.append(Topic::IncidentEvents, batch).await.unwrap();
+        batch.clear();
+    }
+}

@@ -1,0 +1,76 @@
+//! Shared by the bench binaries: the result tables.
+#![allow(dead_code)] // each bench binary uses part of it
+
+use std::time::Duration;
+
+pub fn iggy_available() -> bool {
+    std::env::var("IGGY_URL").is_ok_and(|url| !url.trim().is_empty())
+        || std::env::var_os("PATH").is_some_and(|path| {
+            std::env::split_paths(&path).any(|dir| dir.join("iggy-server").is_file())
+        })
+}
+
+pub struct Row {
+    pub backend: &'static str,
+    pub metric: String,
+    pub samples: Vec<Duration>,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+pub fn print_table(rows: &[Row]) {
+    println!();
+    println!(
+        "| backend                  | operation                      |   n |      p50 |      p99 |"
+    );
+    println!(
+        "|--------------------------|--------------------------------|-----|----------|----------|"
+    );
+    for row in rows {
+        let mut sorted = row.samples.clone();
+        sorted.sort();
+        println!(
+            "| {:<24} | {:<30} | {:>3} | {:>8} | {:>8} |",
+            row.backend,
+            row.metric,
+            sorted.len(),
+            format_duration(percentile(&sorted, 0.50)),
+            format_duration(percentile(&sorted, 0.99)),
+        );
+    }
+}
+
+pub fn format_duration(duration: Duration) -> String {
+    let micros = duration.as_secs_f64() * 1e6;
+    if micros < 1000.0 {
+        format!("{micros:.0} µs")
+    } else {
+        format!("{:.2} ms", micros / 1000.0)
+    }
+}
+
+/// One-number results (throughput, start-up times).
+pub struct Figure {
+    pub backend: &'static str,
+    pub metric: String,
+    pub value: String,
+}
+
+pub fn print_figures(figures: &[Figure]) {
+    println!();
+    println!(
+        "| backend                  | measurement                                   |            value |"
+    );
+    println!(
+        "|--------------------------|-----------------------------------------------|------------------|"
+    );
+    for figure in figures {
+        println!(
+            "| {:<24} | {:<45} | {:>16} |",
+            figure.backend, figure.metric, figure.value
+        );
+    }
+}
