@@ -62,14 +62,14 @@ pub struct Figure {
 pub fn print_figures(figures: &[Figure]) {
     println!();
     println!(
-        "| backend                  | measurement                                   |            value |"
+        "| backend                  | measurement                                        |            value |"
     );
     println!(
-        "|--------------------------|-----------------------------------------------|------------------|"
+        "|--------------------------|----------------------------------------------------|------------------|"
     );
     for figure in figures {
         println!(
-            "| {:<24} | {:<45} | {:>16} |",
+            "| {:<24} | {:<50} | {:>16} |",
             figure.backend, figure.metric, figure.value
         );
     }
