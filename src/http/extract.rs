@@ -16,6 +16,11 @@ use crate::identity::tokens::TokenError;
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
 
+/// `axum::extract::Query` whose rejections follow the error contract (400).
+#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
 /// The caller, from a valid `Authorization: Bearer <access token>`.
 /// Extracting it is what makes a route require authentication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,6 +5,7 @@
 //! - [`schemas`]: `GET /schemas/event-envelope.json`.
 //! - [`auth`]: `/api/auth/*` (identity).
 //! - [`incidents`]: the incident commands (the write side).
+//! - [`replay`]: `GET /api/events/replay`, reading the log from an offset.
 //! - [`extract`]: JSON bodies, the authenticated user, the client address.
 
 pub mod auth;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod incidents;
+pub mod replay;
 pub mod schemas;
 
 use std::sync::Arc;
@@ -49,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(schemas::router())
         .merge(auth::router())
         .merge(incidents::router())
+        .merge(replay::router())
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

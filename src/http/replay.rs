@@ -1,0 +1,138 @@
+//! `GET /api/events/replay?topic=&fromOffset=&limit=`: read the log from an
+//! offset — how a client that was away catches up (the seed's
+//! US-STREAM-003). Served straight from the log, not from a projection.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::extract::{ApiQuery, AuthUser};
+use super::{ApiError, AppState};
+use crate::domain::Role;
+use crate::events::Event;
+use crate::log::Topic;
+
+/// Events per page unless `limit` says otherwise.
+pub const DEFAULT_REPLAY_LIMIT: u32 = 100;
+/// The most events one page returns; larger limits are capped to it.
+pub const MAX_REPLAY_LIMIT: u32 = 1000;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/events/replay", get(replay))
+}
+
+/// Raw strings, parsed below so each bad value gets its own message.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReplayQuery {
+    topic: Option<String>,
+    from_offset: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReplayPage {
+    topic: &'static str,
+    events: Vec<ReplayedEvent>,
+    /// Where to continue: one past the last offset read.
+    next_offset: u64,
+    /// Whether `nextOffset` had reached the log's end when this was read.
+    caught_up: bool,
+}
+
+#[derive(Serialize)]
+struct ReplayedEvent {
+    offset: u64,
+    event: Event,
+}
+
+async fn replay(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiQuery(query): ApiQuery<ReplayQuery>,
+) -> Result<Json<ReplayPage>, ApiError> {
+    let mut fields = std::collections::BTreeMap::new();
+    let topic = match query
+        .topic
+        .as_deref()
+        .unwrap_or("incident-events")
+        .parse::<Topic>()
+    {
+        Ok(topic) => Some(topic),
+        Err(message) => {
+            fields.insert("topic".to_owned(), message);
+            None
+        }
+    };
+    let from_offset = parse_number(query.from_offset.as_deref(), 0, "fromOffset", &mut fields)
+        .filter(|offset| *offset <= i64::MAX as u64);
+    if from_offset.is_none() && !fields.contains_key("fromOffset") {
+        fields.insert(
+            "fromOffset".into(),
+            format!("fromOffset must be at most {}", i64::MAX),
+        );
+    }
+    let limit = parse_number(
+        query.limit.as_deref(),
+        u64::from(DEFAULT_REPLAY_LIMIT),
+        "limit",
+        &mut fields,
+    );
+    if limit == Some(0) {
+        fields.insert("limit".into(), "limit must be at least 1".into());
+    }
+    let (Some(topic), Some(from_offset), Some(limit)) = (topic, from_offset, limit) else {
+        return Err(ApiError::invalid_fields(fields));
+    };
+    if !fields.is_empty() {
+        return Err(ApiError::invalid_fields(fields));
+    }
+    if topic == Topic::AuthEvents {
+        user.require_role(Role::Professor)?;
+    }
+    let limit = limit.min(u64::from(MAX_REPLAY_LIMIT)) as u32;
+    let records = state.log.read(topic, from_offset, limit).await?;
+    let next_offset = records
+        .last()
+        .map_or(from_offset, |record| record.offset + 1);
+    let events = records
+        .iter()
+        .filter_map(|record| match Event::decode(&record.payload) {
+            Ok(event) => Some(ReplayedEvent { offset: record.offset, event }),
+            Err(error) => {
+                tracing::warn!(%topic, offset = record.offset, %error, "replay skips an undecodable message");
+                None
+            }
+        })
+        .collect();
+    let caught_up = next_offset >= state.log.log_end(topic).await?;
+    Ok(Json(ReplayPage {
+        topic: topic.name(),
+        events,
+        next_offset,
+        caught_up,
+    }))
+}
+
+/// A non-negative integer, or `default` when absent; records a field error
+/// and returns `None` otherwise.
+fn parse_number(
+    raw: Option<&str>,
+    default: u64,
+    field: &str,
+    fields: &mut std::collections::BTreeMap<String, String>,
+) -> Option<u64> {
+    let Some(raw) = raw else { return Some(default) };
+    match raw.trim().parse::<u64>() {
+        Ok(value) => Some(value),
+        Err(_) => {
+            fields.insert(
+                field.to_owned(),
+                format!("{field} must be a non-negative integer, got '{raw}'"),
+            );
+            None
+        }
+    }
+}
