@@ -21,6 +21,7 @@ use crate::http::{self, AppState};
 use crate::identity::tokens::{JwtKeys, load_or_create_jwt_secret};
 use crate::log::EventLog;
 use crate::outbox::OutboxRelay;
+use marauders_projections::{ProjectorRunner, ReadModelProjector};
 
 pub struct Application {
     listener: TcpListener,
@@ -98,6 +99,10 @@ impl Application {
         let relay = tokio::spawn(
             OutboxRelay::new(state.pool.clone(), state.log.clone()).run(shutdown.clone()),
         );
+        let read_model = tokio::spawn(
+            ProjectorRunner::new(ReadModelProjector, state.log.clone(), state.pool.clone())
+                .run(shutdown.clone()),
+        );
         let follower = {
             let (write_model, shutdown) = (state.write_model.clone(), shutdown.clone());
             tokio::spawn(async move { write_model.follow_log(shutdown).await })
@@ -112,7 +117,11 @@ impl Application {
         .context("HTTP server failed");
         // If serving failed on its own, the other tasks still need the signal.
         shutdown.cancel();
-        for (task, name) in [(relay, "outbox relay"), (follower, "write model follower")] {
+        for (task, name) in [
+            (relay, "outbox relay"),
+            (follower, "write model follower"),
+            (read_model, "read model projector"),
+        ] {
             if let Err(error) = task.await {
                 tracing::error!(%error, task = name, "a background task panicked");
             }

@@ -4,12 +4,19 @@
 //!
 //! # Layout
 //!
-//! - [`consumer`]: [`LogConsumer`], the smallest complete consumer — read a
-//!   topic from the offset it stored, hand each decoded event to an
-//!   [`EventHandler`], store the new offset — as a single step
-//!   ([`LogConsumer::poll_once`]) that tests drive, plus a loop
-//!   ([`LogConsumer::run`]) that waits for new events and stops on shutdown.
+//! - [`runtime`]: [`Projector`] (a name, a topic, a handler that changes
+//!   tables) and [`ProjectorRunner`], which applies a batch and stores the
+//!   offset in one PostgreSQL transaction — `poll_once` for tests, `run`
+//!   for the service. Duplicates (same `eventId`) are ignored; undecodable
+//!   messages go to `dead_letters`.
+//! - [`read_model`]: the projector behind the incident queries.
+//! - [`consumer`]: [`LogConsumer`], the lighter consumer whose offset lives
+//!   on the log itself (used by the taste-test example).
 
 pub mod consumer;
+pub mod read_model;
+pub mod runtime;
 
 pub use consumer::{ConsumerError, EventHandler, LogConsumer, PollOutcome};
+pub use read_model::{READ_MODEL, ReadModelProjector};
+pub use runtime::{ProjectionError, Projector, ProjectorRunner, StepOutcome, stored_offset};

@@ -5,6 +5,7 @@
 //! - [`schemas`]: `GET /schemas/event-envelope.json`.
 //! - [`auth`]: `/api/auth/*` (identity).
 //! - [`incidents`]: the incident commands (the write side).
+//! - [`queries`]: incident queries from the read model, with `minOffset`.
 //! - [`replay`]: `GET /api/events/replay`, reading the log from an offset.
 //! - [`extract`]: JSON bodies, the authenticated user, the client address.
 
@@ -13,6 +14,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod incidents;
+pub mod queries;
 pub mod replay;
 pub mod schemas;
 
@@ -51,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(schemas::router())
         .merge(auth::router())
         .merge(incidents::router())
+        .merge(queries::router())
         .merge(replay::router())
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -1,0 +1,200 @@
+//! The projector runtime: a projector is a name, a topic and a handler that
+//! changes PostgreSQL tables. [`ProjectorRunner::poll_once`] applies one
+//! batch in one transaction *together with the new offset*, so after a crash
+//! at any moment the projector resumes exactly where its last commit left
+//! it: nothing lost, nothing applied twice.
+
+use std::time::Duration;
+
+use marauders_core::events::Event;
+use marauders_core::log::{EventLog, LogError, Topic};
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+
+/// A reader of the log that keeps tables in PostgreSQL.
+pub trait Projector: Send + Sync {
+    /// Unique, stable: its offset and bookkeeping are stored under it.
+    fn name(&self) -> &'static str;
+
+    fn topic(&self) -> Topic;
+
+    /// Applies one event inside the runner's transaction. An error aborts
+    /// the whole batch (it is retried); events the projector does not care
+    /// about are simply ignored.
+    fn apply(
+        &self,
+        tx: &mut PgConnection,
+        offset: u64,
+        event: &Event,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// Applied a batch: `applied` events, `duplicates` already applied,
+    /// `dead_lettered` that could not be decoded.
+    Advanced {
+        applied: usize,
+        duplicates: usize,
+        dead_lettered: usize,
+        next_offset: u64,
+    },
+    CaughtUp {
+        next_offset: u64,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("projection database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+pub struct ProjectorRunner<P> {
+    projector: P,
+    log: EventLog,
+    pool: PgPool,
+    batch_size: u32,
+}
+
+impl<P: Projector> ProjectorRunner<P> {
+    pub fn new(projector: P, log: EventLog, pool: PgPool) -> Self {
+        ProjectorRunner {
+            projector,
+            log,
+            pool,
+            batch_size: 500,
+        }
+    }
+
+    pub fn with_batch_size(mut self, batch_size: u32) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    pub fn projector(&self) -> &P {
+        &self.projector
+    }
+
+    /// One step: lock this projector's offset row, read a batch from it,
+    /// apply each event (skipping duplicates, dead-lettering what cannot be
+    /// decoded), store the new offset, commit.
+    pub async fn poll_once(&self) -> Result<StepOutcome, ProjectionError> {
+        let (name, topic) = (self.projector.name(), self.projector.topic());
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO projector_offsets (projector, topic) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(name)
+            .bind(topic.name())
+            .execute(&mut *tx)
+            .await?;
+        // The row lock also keeps two runners of one projector (two
+        // instances) from applying the same batch at once.
+        let next: i64 =
+            sqlx::query_scalar("SELECT next_offset FROM projector_offsets WHERE projector = $1 AND topic = $2 FOR UPDATE")
+                .bind(name)
+                .bind(topic.name())
+                .fetch_one(&mut *tx)
+                .await?;
+        let from = next as u64;
+        let records = self.log.read(topic, from, self.batch_size).await?;
+        let Some(last) = records.last() else {
+            return Ok(StepOutcome::CaughtUp { next_offset: from });
+        };
+        let next_offset = last.offset + 1;
+        let (mut applied, mut duplicates, mut dead_lettered) = (0, 0, 0);
+        for record in &records {
+            let event = match Event::decode(&record.payload) {
+                Ok(event) => event,
+                Err(error) => {
+                    tracing::warn!(projector = name, %topic, offset = record.offset, %error, "dead-lettering a message");
+                    sqlx::query(
+                        "INSERT INTO dead_letters (projector, topic, log_offset, error, payload) VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(name)
+                    .bind(topic.name())
+                    .bind(record.offset as i64)
+                    .bind(error.to_string())
+                    .bind(record.payload.as_ref())
+                    .execute(&mut *tx)
+                    .await?;
+                    dead_lettered += 1;
+                    continue;
+                }
+            };
+            let first_time = sqlx::query(
+                "INSERT INTO projector_applied_events (projector, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(name)
+            .bind(event.event_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if !first_time {
+                duplicates += 1;
+                continue;
+            }
+            self.projector.apply(&mut tx, record.offset, &event).await?;
+            applied += 1;
+        }
+        sqlx::query("UPDATE projector_offsets SET next_offset = $3, updated_at = now() WHERE projector = $1 AND topic = $2")
+            .bind(name)
+            .bind(topic.name())
+            .bind(next_offset as i64)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(StepOutcome::Advanced {
+            applied,
+            duplicates,
+            dead_lettered,
+            next_offset,
+        })
+    }
+
+    /// Steps until `shutdown`: at once while behind, asleep until the log
+    /// grows when caught up, a second's pause after a failure. A batch in
+    /// progress commits before it returns.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let (name, topic) = (self.projector.name(), self.projector.topic());
+        while !shutdown.is_cancelled() {
+            match self.poll_once().await {
+                Ok(StepOutcome::Advanced { .. }) => {}
+                Ok(StepOutcome::CaughtUp { next_offset }) => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = self.log.wait_for_new_events(topic, next_offset, Duration::from_secs(30)) => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(projector = name, %error, "projector step failed; retrying in 1s");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+        tracing::info!(projector = name, "projector stopped");
+    }
+}
+
+/// Where `projector` will read `topic` next (0 if it never ran).
+pub async fn stored_offset(
+    pool: &PgPool,
+    projector: &str,
+    topic: Topic,
+) -> Result<u64, sqlx::Error> {
+    let next: Option<i64> = sqlx::query_scalar(
+        "SELECT next_offset FROM projector_offsets WHERE projector = $1 AND topic = $2",
+    )
+    .bind(projector)
+    .bind(topic.name())
+    .fetch_optional(pool)
+    .await?;
+    Ok(next.map_or(0, |next| next as u64))
+}
