@@ -21,7 +21,9 @@ use crate::http::{self, AppState};
 use crate::identity::tokens::{JwtKeys, load_or_create_jwt_secret};
 use crate::log::EventLog;
 use crate::outbox::OutboxRelay;
-use marauders_projections::{ProjectorRunner, ReadModelProjector};
+use marauders_projections::{
+    AuditProjector, NotificationsProjector, ProjectorRunner, ReadModelProjector,
+};
 
 pub struct Application {
     listener: TcpListener,
@@ -99,9 +101,18 @@ impl Application {
         let relay = tokio::spawn(
             OutboxRelay::new(state.pool.clone(), state.log.clone()).run(shutdown.clone()),
         );
+        // Each projector runs on its own, at its own offset.
+        let (log, pool) = (&state.log, &state.pool);
         let read_model = tokio::spawn(
-            ProjectorRunner::new(ReadModelProjector, state.log.clone(), state.pool.clone())
+            ProjectorRunner::new(ReadModelProjector, log.clone(), pool.clone())
                 .run(shutdown.clone()),
+        );
+        let notifications = tokio::spawn(
+            ProjectorRunner::new(NotificationsProjector, log.clone(), pool.clone())
+                .run(shutdown.clone()),
+        );
+        let audit = tokio::spawn(
+            ProjectorRunner::new(AuditProjector, log.clone(), pool.clone()).run(shutdown.clone()),
         );
         let follower = {
             let (write_model, shutdown) = (state.write_model.clone(), shutdown.clone());
@@ -121,6 +132,8 @@ impl Application {
             (relay, "outbox relay"),
             (follower, "write model follower"),
             (read_model, "read model projector"),
+            (notifications, "notifications projector"),
+            (audit, "audit projector"),
         ] {
             if let Err(error) = task.await {
                 tracing::error!(%error, task = name, "a background task panicked");

@@ -10,13 +10,20 @@
 //!   for the service. Duplicates (same `eventId`) are ignored; undecodable
 //!   messages go to `dead_letters`.
 //! - [`read_model`]: the projector behind the incident queries.
+//! - [`notifications`]: comments, resolutions and CRITICAL escalations
+//!   turned into notifications for the people concerned.
+//! - [`audit`]: `auth-events` as a filterable audit log.
 //! - [`consumer`]: [`LogConsumer`], the lighter consumer whose offset lives
 //!   on the log itself (used by the taste-test example).
 
+pub mod audit;
 pub mod consumer;
+pub mod notifications;
 pub mod read_model;
 pub mod runtime;
 
+pub use audit::{AUDIT, AuditProjector};
 pub use consumer::{ConsumerError, EventHandler, LogConsumer, PollOutcome};
+pub use notifications::{NOTIFICATIONS, NotificationsProjector};
 pub use read_model::{READ_MODEL, ReadModelProjector};
 pub use runtime::{ProjectionError, Projector, ProjectorRunner, StepOutcome, stored_offset};

@@ -6,6 +6,7 @@
 //! - [`auth`]: `/api/auth/*` (identity).
 //! - [`incidents`]: the incident commands (the write side).
 //! - [`queries`]: incident queries from the read model, with `minOffset`.
+//! - [`notifications`]: the caller's notifications, and the audit log.
 //! - [`replay`]: `GET /api/events/replay`, reading the log from an offset.
 //! - [`extract`]: JSON bodies, the authenticated user, the client address.
 
@@ -14,6 +15,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod incidents;
+pub mod notifications;
 pub mod queries;
 pub mod replay;
 pub mod schemas;
@@ -54,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(incidents::router())
         .merge(queries::router())
+        .merge(notifications::router())
         .merge(replay::router())
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
