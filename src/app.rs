@@ -21,6 +21,7 @@ use crate::http::{self, AppState};
 use crate::identity::tokens::{JwtKeys, load_or_create_jwt_secret};
 use crate::log::EventLog;
 use crate::outbox::OutboxRelay;
+use crate::projections::Projections;
 use marauders_projections::{
     AuditProjector, NotificationsProjector, ProjectorRunner, ReadModelProjector,
 };
@@ -53,6 +54,7 @@ impl Application {
             Err(error) => tracing::warn!(%error, "write model not rebuilt yet"),
         }
         let commands = Arc::new(CommandHandler::new(log.clone(), write_model.clone()));
+        let projections = Arc::new(Projections::new(log.clone(), pool.clone()));
         let address = SocketAddr::new(serve.host, serve.port);
         let listener = TcpListener::bind(address)
             .await
@@ -65,6 +67,7 @@ impl Application {
                 jwt: Arc::new(JwtKeys::from_secret(&secret)),
                 commands,
                 write_model,
+                projections,
             },
         })
     }

@@ -25,6 +25,8 @@
 //!   because they are secrets, and told to the log through the outbox.
 //! - [`outbox`]: the transactional outbox and the relay that appends its
 //!   rows to the log in commit order.
+//! - [`projections`]: the projections the service runs, their status, and
+//!   rebuilds.
 //! - [`shutdown`]: turning SIGINT/SIGTERM into one cancellation token.
 //!
 //! The projectors (readers of the log, each with its own offset) live in the
@@ -42,4 +44,5 @@ pub mod database;
 pub mod http;
 pub mod identity;
 pub mod outbox;
+pub mod projections;
 pub mod shutdown;

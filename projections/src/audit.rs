@@ -19,6 +19,10 @@ impl Projector for AuditProjector {
         Topic::AuthEvents
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["audit_log"]
+    }
+
     async fn apply(
         &self,
         tx: &mut PgConnection,

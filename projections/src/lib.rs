@@ -13,6 +13,8 @@
 //! - [`notifications`]: comments, resolutions and CRITICAL escalations
 //!   turned into notifications for the people concerned.
 //! - [`audit`]: `auth-events` as a filterable audit log.
+//! - [`rebuild`]: replaying a projection from offset 0 into fresh tables
+//!   and switching over atomically while queries keep answering.
 //! - [`consumer`]: [`LogConsumer`], the lighter consumer whose offset lives
 //!   on the log itself (used by the taste-test example).
 
@@ -20,10 +22,12 @@ pub mod audit;
 pub mod consumer;
 pub mod notifications;
 pub mod read_model;
+pub mod rebuild;
 pub mod runtime;
 
 pub use audit::{AUDIT, AuditProjector};
 pub use consumer::{ConsumerError, EventHandler, LogConsumer, PollOutcome};
 pub use notifications::{NOTIFICATIONS, NotificationsProjector};
 pub use read_model::{READ_MODEL, ReadModelProjector};
+pub use rebuild::{RebuildProgress, RebuildReport, rebuild_projection};
 pub use runtime::{ProjectionError, Projector, ProjectorRunner, StepOutcome, stored_offset};

@@ -29,6 +29,17 @@ impl Projector for NotificationsProjector {
         Topic::IncidentEvents
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["notification_incidents", "notifications"]
+    }
+
+    fn carry_over_sql(&self) -> Option<&'static str> {
+        Some(
+            "UPDATE new.notifications n SET read_at = o.read_at
+               FROM old.notifications o WHERE n.id = o.id AND o.read_at IS NOT NULL",
+        )
+    }
+
     async fn apply(
         &self,
         tx: &mut PgConnection,

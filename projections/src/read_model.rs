@@ -26,6 +26,10 @@ impl Projector for ReadModelProjector {
         Topic::IncidentEvents
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["read_incidents", "read_comments"]
+    }
+
     async fn apply(
         &self,
         tx: &mut PgConnection,

@@ -18,6 +18,16 @@ pub trait Projector: Send + Sync {
 
     fn topic(&self) -> Topic;
 
+    /// The tables this projector owns (and a rebuild replaces).
+    fn tables(&self) -> &'static [&'static str];
+
+    /// SQL run during a rebuild's switch-over to carry state that is not
+    /// derived from the log from the old tables (`old.<table>`) into the new
+    /// (`new.<table>`) — e.g. which notifications were read.
+    fn carry_over_sql(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Applies one event inside the runner's transaction. An error aborts
     /// the whole batch (it is retried); events the projector does not care
     /// about are simply ignored.
@@ -58,6 +68,9 @@ pub struct ProjectorRunner<P> {
     log: EventLog,
     pool: PgPool,
     batch_size: u32,
+    /// During a rebuild: the schema holding the fresh tables, searched
+    /// before `public`.
+    schema: Option<String>,
 }
 
 impl<P: Projector> ProjectorRunner<P> {
@@ -67,7 +80,14 @@ impl<P: Projector> ProjectorRunner<P> {
             log,
             pool,
             batch_size: 500,
+            schema: None,
         }
+    }
+
+    /// Applies into the tables of `schema` (a rebuild in progress).
+    pub fn in_schema(mut self, schema: &str) -> Self {
+        self.schema = Some(schema.to_owned());
+        self
     }
 
     pub fn with_batch_size(mut self, batch_size: u32) -> Self {
@@ -85,6 +105,12 @@ impl<P: Projector> ProjectorRunner<P> {
     pub async fn poll_once(&self) -> Result<StepOutcome, ProjectionError> {
         let (name, topic) = (self.projector.name(), self.projector.topic());
         let mut tx = self.pool.begin().await?;
+        if let Some(schema) = &self.schema {
+            sqlx::query("SELECT set_config('search_path', $1, true)")
+                .bind(format!("{schema}, public"))
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query("INSERT INTO projector_offsets (projector, topic) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(name)
             .bind(topic.name())

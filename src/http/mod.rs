@@ -3,6 +3,7 @@
 //! - [`error`]: [`ApiError`], the one place errors become responses.
 //! - [`health`]: `GET /health` — is the service, its database and its log up?
 //! - [`schemas`]: `GET /schemas/event-envelope.json`.
+//! - [`admin`]: projection status and rebuilds (PROFESSOR).
 //! - [`auth`]: `/api/auth/*` (identity).
 //! - [`incidents`]: the incident commands (the write side).
 //! - [`queries`]: incident queries from the read model, with `minOffset`.
@@ -10,6 +11,7 @@
 //! - [`replay`]: `GET /api/events/replay`, reading the log from an offset.
 //! - [`extract`]: JSON bodies, the authenticated user, the client address.
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod extract;
@@ -33,6 +35,7 @@ pub use error::ApiError;
 use crate::commands::{CommandHandler, WriteModel};
 use crate::identity::tokens::JwtKeys;
 use crate::log::EventLog;
+use crate::projections::Projections;
 
 /// The largest request body accepted (413 beyond it).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -46,6 +49,7 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     pub commands: Arc<CommandHandler>,
     pub write_model: Arc<WriteModel>,
+    pub projections: Arc<Projections>,
 }
 
 /// The whole HTTP application.
@@ -57,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .merge(incidents::router())
         .merge(queries::router())
         .merge(notifications::router())
+        .merge(admin::router())
         .merge(replay::router())
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -1,0 +1,171 @@
+//! The service's view of its projections: which exist, how far each has
+//! read, and rebuilding one in the background while the others run.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use marauders_projections::{
+    AUDIT, AuditProjector, NOTIFICATIONS, NotificationsProjector, ProjectionError, READ_MODEL,
+    ReadModelProjector, RebuildProgress, RebuildReport, rebuild_projection, stored_offset,
+};
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::log::{EventLog, LogError, Topic};
+
+/// Every projection the service runs, by its public name.
+pub const PROJECTIONS: [(&str, Topic); 3] = [
+    (READ_MODEL, Topic::IncidentEvents),
+    (NOTIFICATIONS, Topic::IncidentEvents),
+    (AUDIT, Topic::AuthEvents),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionsError {
+    #[error("no projection named '{0}'; expected one of read-model, notifications, audit")]
+    Unknown(String),
+    #[error("projection '{0}' is already being rebuilt")]
+    AlreadyRebuilding(&'static str),
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectionStatus {
+    pub name: &'static str,
+    pub topic: &'static str,
+    pub stored_offset: u64,
+    pub log_end: u64,
+    pub lag: u64,
+    /// `running`, or `rebuilding` while a rebuild is under way.
+    pub state: &'static str,
+    pub dead_letters: i64,
+    /// While rebuilding: how far the replay has come.
+    pub rebuild: Option<RebuildStatus>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RebuildStatus {
+    pub applied_offset: u64,
+    pub log_end: u64,
+}
+
+pub struct Projections {
+    log: EventLog,
+    pool: PgPool,
+    rebuilding: Mutex<HashMap<&'static str, Arc<RebuildProgress>>>,
+}
+
+impl Projections {
+    pub fn new(log: EventLog, pool: PgPool) -> Self {
+        Projections {
+            log,
+            pool,
+            rebuilding: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn find(name: &str) -> Result<&'static str, ProjectionsError> {
+        PROJECTIONS
+            .iter()
+            .map(|(known, _)| *known)
+            .find(|known| *known == name)
+            .ok_or_else(|| ProjectionsError::Unknown(name.to_owned()))
+    }
+
+    /// Rebuilds `name` now (the `projection rebuild` command).
+    pub async fn rebuild_now(
+        &self,
+        name: &str,
+        progress: Arc<RebuildProgress>,
+    ) -> Result<RebuildReport, ProjectionsError> {
+        let (log, pool) = (self.log.clone(), self.pool.clone());
+        Ok(match Self::find(name)? {
+            READ_MODEL => rebuild_projection(ReadModelProjector, log, pool, progress).await?,
+            NOTIFICATIONS => {
+                rebuild_projection(NotificationsProjector, log, pool, progress).await?
+            }
+            _ => rebuild_projection(AuditProjector, log, pool, progress).await?,
+        })
+    }
+
+    /// Starts a rebuild in the background; its progress shows in
+    /// [`Projections::status`] until it finishes.
+    pub fn start_rebuild(self: &Arc<Self>, name: &str) -> Result<(), ProjectionsError> {
+        let name = Self::find(name)?;
+        let progress = Arc::new(RebuildProgress::default());
+        {
+            let mut rebuilding = self
+                .rebuilding
+                .lock()
+                .expect("the rebuild registry is never poisoned");
+            if rebuilding.contains_key(name) {
+                return Err(ProjectionsError::AlreadyRebuilding(name));
+            }
+            rebuilding.insert(name, progress.clone());
+        }
+        let projections = self.clone();
+        tokio::spawn(async move {
+            match projections.rebuild_now(name, progress).await {
+                Ok(report) => tracing::info!(
+                    projection = name,
+                    events = report.events,
+                    "projection rebuilt"
+                ),
+                Err(error) => {
+                    tracing::error!(projection = name, %error, "projection rebuild failed")
+                }
+            }
+            projections
+                .rebuilding
+                .lock()
+                .expect("the rebuild registry is never poisoned")
+                .remove(name);
+        });
+        Ok(())
+    }
+
+    pub async fn status(&self) -> Result<Vec<ProjectionStatus>, ProjectionsError> {
+        let mut statuses = Vec::new();
+        for (name, topic) in PROJECTIONS {
+            let stored = stored_offset(&self.pool, name, topic).await?;
+            let log_end = self.log.log_end(topic).await?;
+            let dead_letters: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM dead_letters WHERE projector = $1")
+                    .bind(name)
+                    .fetch_one(&self.pool)
+                    .await?;
+            let rebuild = self
+                .rebuilding
+                .lock()
+                .expect("the rebuild registry is never poisoned")
+                .get(name)
+                .map(|p| RebuildStatus {
+                    applied_offset: p.applied_offset.load(Ordering::Relaxed),
+                    log_end: p.log_end.load(Ordering::Relaxed),
+                });
+            statuses.push(ProjectionStatus {
+                name,
+                topic: topic.name(),
+                stored_offset: stored,
+                log_end,
+                lag: log_end.saturating_sub(stored),
+                state: if rebuild.is_some() {
+                    "rebuilding"
+                } else {
+                    "running"
+                },
+                dead_letters,
+                rebuild,
+            });
+        }
+        Ok(statuses)
+    }
+}
