@@ -21,14 +21,18 @@ use crate::http::{self, AppState};
 use crate::identity::tokens::{JwtKeys, load_or_create_jwt_secret};
 use crate::log::EventLog;
 use crate::outbox::OutboxRelay;
-use crate::projections::Projections;
+use crate::projections::{PROJECTIONS, Projections, ProjectionsError};
 use marauders_projections::{
-    AuditProjector, NotificationsProjector, ProjectorRunner, ReadModelProjector,
+    AUDIT, AuditProjector, NOTIFICATIONS, NotificationsProjector, ProjectorRunner,
+    ReadModelProjector,
 };
 
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// False with `--without-projectors`: they run elsewhere
+    /// (`marauders-map project <name>`).
+    run_projectors: bool,
 }
 
 impl Application {
@@ -60,6 +64,7 @@ impl Application {
             .await
             .with_context(|| format!("Failed to bind {address}"))?;
         Ok(Application {
+            run_projectors: !serve.without_projectors,
             listener,
             state: AppState {
                 log,
@@ -95,7 +100,11 @@ impl Application {
 
     /// Serves until `shutdown` is cancelled, then drains and closes.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Application { listener, state } = self;
+        let Application {
+            listener,
+            state,
+            run_projectors: self_runs_projectors,
+        } = self;
         tracing::info!(
             address = %listener.local_addr()?,
             log = state.log.backend_name(),
@@ -105,18 +114,22 @@ impl Application {
             OutboxRelay::new(state.pool.clone(), state.log.clone()).run(shutdown.clone()),
         );
         // Each projector runs on its own, at its own offset.
-        let (log, pool) = (&state.log, &state.pool);
-        let read_model = tokio::spawn(
-            ProjectorRunner::new(ReadModelProjector, log.clone(), pool.clone())
-                .run(shutdown.clone()),
-        );
-        let notifications = tokio::spawn(
-            ProjectorRunner::new(NotificationsProjector, log.clone(), pool.clone())
-                .run(shutdown.clone()),
-        );
-        let audit = tokio::spawn(
-            ProjectorRunner::new(AuditProjector, log.clone(), pool.clone()).run(shutdown.clone()),
-        );
+        let projectors: Vec<_> = if self_runs_projectors {
+            PROJECTIONS
+                .iter()
+                .map(|(name, _)| {
+                    let (log, pool) = (state.log.clone(), state.pool.clone());
+                    let shutdown = shutdown.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = run_projector(name, log, pool, shutdown).await {
+                            tracing::error!(%error, "projector failed");
+                        }
+                    })
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let follower = {
             let (write_model, shutdown) = (state.write_model.clone(), shutdown.clone());
             tokio::spawn(async move { write_model.follow_log(shutdown).await })
@@ -131,13 +144,10 @@ impl Application {
         .context("HTTP server failed");
         // If serving failed on its own, the other tasks still need the signal.
         shutdown.cancel();
-        for (task, name) in [
-            (relay, "outbox relay"),
-            (follower, "write model follower"),
-            (read_model, "read model projector"),
-            (notifications, "notifications projector"),
-            (audit, "audit projector"),
-        ] {
+        for (task, name) in [(relay, "outbox relay"), (follower, "write model follower")]
+            .into_iter()
+            .chain(projectors.into_iter().map(|task| (task, "projector")))
+        {
             if let Err(error) = task.await {
                 tracing::error!(%error, task = name, "a background task panicked");
             }
@@ -158,4 +168,31 @@ pub async fn connect_database_and_log(config: &Config) -> anyhow::Result<(PgPool
         .await
         .context("Failed to open the event log")?;
     Ok((pool, log))
+}
+
+/// Runs the projector called `name` until `shutdown`.
+pub async fn run_projector(
+    name: &str,
+    log: EventLog,
+    pool: PgPool,
+    shutdown: CancellationToken,
+) -> Result<(), ProjectionsError> {
+    match Projections::find(name)? {
+        AUDIT => {
+            ProjectorRunner::new(AuditProjector, log, pool)
+                .run(shutdown)
+                .await
+        }
+        NOTIFICATIONS => {
+            ProjectorRunner::new(NotificationsProjector, log, pool)
+                .run(shutdown)
+                .await
+        }
+        _ => {
+            ProjectorRunner::new(ReadModelProjector, log, pool)
+                .run(shutdown)
+                .await
+        }
+    }
+    Ok(())
 }

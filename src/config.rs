@@ -65,6 +65,11 @@ pub struct ServeConfig {
         default_value_t = 10
     )]
     pub iggy_startup_wait_secs: u64,
+
+    /// Serve without running the projectors in this process (run them with
+    /// `marauders-map project <name>` instead).
+    #[arg(long, global = true, env = "WITHOUT_PROJECTORS")]
+    pub without_projectors: bool,
 }
 
 impl ServeConfig {

@@ -6,6 +6,7 @@ use marauders_map::app::Application;
 use marauders_map::config::{Config, ServeConfig};
 use marauders_map::domain::Role;
 use marauders_map::identity::accounts;
+use marauders_map::projections::Projections;
 use marauders_map::{database, shutdown};
 use tracing_subscriber::EnvFilter;
 
@@ -33,6 +34,20 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Run one projector alone (read-model, notifications or audit) until
+    /// Ctrl-C, e.g. while `serve --without-projectors` serves the API.
+    Project { name: String },
+    /// Operate on a projection.
+    #[command(subcommand)]
+    Projection(ProjectionCommand),
+    /// Each projection's stored offset, log end, lag and dead letters.
+    Projections,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectionCommand {
+    /// Replay the projection from offset 0 into fresh tables and switch over.
+    Rebuild { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +91,51 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 println!("{} is now {role} (was {old_role})", account.email);
             }
+            Ok(())
+        }
+        Some(Command::Project { name }) => {
+            let (pool, log) = marauders_map::app::connect_database_and_log(&cli.config).await?;
+            log.wait_until_ready(std::time::Duration::from_secs(30))
+                .await?;
+            let shutdown = shutdown::signal_token();
+            marauders_map::app::run_projector(&name, log.clone(), pool, shutdown).await?;
+            log.shutdown().await;
+            Ok(())
+        }
+        Some(Command::Projection(ProjectionCommand::Rebuild { name })) => {
+            let (pool, log) = marauders_map::app::connect_database_and_log(&cli.config).await?;
+            log.wait_until_ready(std::time::Duration::from_secs(30))
+                .await?;
+            let projections = Projections::new(log.clone(), pool);
+            let progress = std::sync::Arc::new(marauders_projections::RebuildProgress::default());
+            let report = projections.rebuild_now(&name, progress).await?;
+            println!(
+                "{name} rebuilt: {} events replayed, now at offset {}",
+                report.events, report.next_offset
+            );
+            log.shutdown().await;
+            Ok(())
+        }
+        Some(Command::Projections) => {
+            let (pool, log) = marauders_map::app::connect_database_and_log(&cli.config).await?;
+            log.wait_until_ready(std::time::Duration::from_secs(30))
+                .await?;
+            println!(
+                "{:<14} {:<16} {:>10} {:>10} {:>8} {:>12}",
+                "projection", "topic", "offset", "log end", "lag", "dead letters"
+            );
+            for status in Projections::new(log.clone(), pool).status().await? {
+                println!(
+                    "{:<14} {:<16} {:>10} {:>10} {:>8} {:>12}",
+                    status.name,
+                    status.topic,
+                    status.stored_offset,
+                    status.log_end,
+                    status.lag,
+                    status.dead_letters
+                );
+            }
+            log.shutdown().await;
             Ok(())
         }
         Some(Command::Serve) | None => serve_until_signal(&cli.config, &cli.serve).await,

@@ -171,3 +171,52 @@ async fn only_professors_rebuild_and_only_known_projections() {
     assert_eq!(status, 404, "{body}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_command_line_lists_and_rebuilds_projections() {
+    let app = spawn_app().await;
+    let (_, token) = app
+        .user_with_role("binns@hogwarts.edu", Role::Professor)
+        .await;
+    let body = json!({"title": "Ghost in the classroom", "severity": "LOW", "location": "LIBRARY"});
+    app.command(Method::POST, "/api/incidents", &token, Some(body))
+        .await;
+    wait_until_caught_up(&app, &token).await;
+    let before = snapshot(&app).await;
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_marauders-map"))
+            .args(args)
+            .env("DATABASE_URL", &app.database.url)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("the binary runs")
+    };
+
+    let listed = run(&["projections"]);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("read-model") && line.contains("incident-events")),
+        "{text}"
+    );
+    let rebuilt = run(&["projection", "rebuild", "read-model"]);
+    assert!(
+        rebuilt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rebuilt.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&rebuilt.stdout).trim(),
+        "read-model rebuilt: 1 events replayed, now at offset 1"
+    );
+    assert_eq!(snapshot(&app).await, before);
+    let unknown = run(&["projection", "rebuild", "quidditch"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no projection named 'quidditch'"));
+    app.stop().await;
+}

@@ -307,6 +307,7 @@ pub async fn spawn_app_on(
         port: 0,
         host: "127.0.0.1".parse().unwrap(),
         iggy_startup_wait_secs,
+        without_projectors: false,
     };
     let application = Application::build(&config, &serve)
         .await
