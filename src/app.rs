@@ -73,6 +73,7 @@ impl Application {
                 commands,
                 write_model,
                 projections,
+                http_metrics: Arc::default(),
             },
         })
     }

@@ -220,3 +220,36 @@ async fn the_command_line_lists_and_rebuilds_projections() {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no projection named 'quidditch'"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_show_projector_lag_dead_letters_outbox_and_requests() {
+    let app = spawn_app().await;
+    let (_, token) = app
+        .user_with_role("pomfrey@hogwarts.edu", Role::Professor)
+        .await;
+    let body = json!({"title": "Broken arm", "severity": "HIGH", "location": "HOSPITAL_WING"});
+    let (_, incident, offset) = app
+        .command(Method::POST, "/api/incidents", &token, Some(body))
+        .await;
+    let id = incident["id"].as_str().unwrap();
+    let path = format!("/api/incidents/{id}?minOffset={}", offset.unwrap());
+    let (status, _) = app.get_as(&path, &token).await;
+    assert_eq!(status, 200);
+    wait_until_caught_up(&app, &token).await;
+
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    for expected in [
+        "marauders_projector_offset{projector=\"read-model\",topic=\"incident-events\"} 1",
+        "marauders_projector_lag_events{projector=\"read-model\"} 0",
+        "marauders_projector_lag_seconds{projector=\"audit\"} 0",
+        "marauders_dead_letters{projector=\"notifications\"} 0",
+        "marauders_outbox_backlog ",
+        "marauders_http_requests_total{method=\"POST\",route=\"/api/incidents\",status=\"201\"} 1",
+        "marauders_http_request_duration_seconds_count{method=\"GET\",route=\"/api/incidents/{id}\",status=\"200\"}",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    app.stop().await;
+}

@@ -7,6 +7,7 @@
 //! - [`auth`]: `/api/auth/*` (identity).
 //! - [`incidents`]: the incident commands (the write side).
 //! - [`queries`]: incident queries from the read model, with `minOffset`.
+//! - [`metrics`]: `GET /metrics` (Prometheus) and the request timer.
 //! - [`notifications`]: the caller's notifications, and the audit log.
 //! - [`replay`]: `GET /api/events/replay`, reading the log from an offset.
 //! - [`extract`]: JSON bodies, the authenticated user, the client address.
@@ -17,6 +18,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod incidents;
+pub mod metrics;
 pub mod notifications;
 pub mod queries;
 pub mod replay;
@@ -50,6 +52,7 @@ pub struct AppState {
     pub commands: Arc<CommandHandler>,
     pub write_model: Arc<WriteModel>,
     pub projections: Arc<Projections>,
+    pub http_metrics: Arc<metrics::HttpMetrics>,
 }
 
 /// The whole HTTP application.
@@ -62,9 +65,14 @@ pub fn router(state: AppState) -> Router {
         .merge(queries::router())
         .merge(notifications::router())
         .merge(admin::router())
+        .merge(metrics::router())
         .merge(replay::router())
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::record_request,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
