@@ -13,16 +13,13 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use common::{IggyServer, TestApp};
 use marauders_map::commands::WriteModel;
-use marauders_map::domain::{IncidentStatus, Location, Role, Severity};
-use marauders_map::events::{CommentAdded, Event, EventPayload, IncidentCreated};
-use marauders_map::log::{EventLog, LogConfig, LogMessage, Topic};
+use marauders_map::domain::Role;
+use marauders_map::log::{EventLog, LogConfig};
 use reqwest::Method;
 use serde_json::json;
-use support::{Figure, Row, iggy_available, print_figures, print_table};
-use uuid::Uuid;
+use support::{Figure, Row, append_incident_history, iggy_available, print_figures, print_table};
 
 const LATENCY_REQUESTS: usize = 300;
 const THROUGHPUT_CLIENTS: usize = 8;
@@ -134,46 +131,7 @@ async fn measure_rebuild(
     pool: &sqlx::PgPool,
     figures: &mut Vec<Figure>,
 ) {
-    let existing = log.log_end(Topic::IncidentEvents).await.unwrap() as usize;
-    let mut batch = Vec::new();
-    let (mut incident, mut version) = (Uuid::now_v7(), 0u64);
-    for n in existing..REBUILD_EVENTS {
-        let now = Utc::now();
-        let payload = if n % 10 == 0 {
-            (incident, version) = (Uuid::now_v7(), 1);
-            EventPayload::IncidentCreated(IncidentCreated {
-                id: incident,
-                title: format!("Incident {n}"),
-                description: None,
-                severity: Severity::Low,
-                location: Location::Library,
-                status: IncidentStatus::Open,
-                reported_by: Uuid::nil(),
-                assigned_to: None,
-                resolved_by: None,
-                resolution: None,
-                created_at: now,
-                updated_at: now,
-                resolved_at: None,
-                version,
-            })
-        } else {
-            version += 1;
-            EventPayload::CommentAdded(CommentAdded {
-                id: Uuid::now_v7(),
-                incident_id: incident,
-                author_id: Uuid::nil(),
-                body: "Mischief managed".into(),
-                created_at: now,
-                version,
-            })
-        };
-        batch.push(Event::new(payload, None).to_log_message());
-        if batch.len() == 1000 {
-            append(log, &mut batch).await;
-        }
-    }
-    append(log, &mut batch).await;
+    append_incident_history(log, REBUILD_EVENTS).await;
 
     let model = WriteModel::new(log.clone(), pool.clone());
     model.delete_snapshot().await.unwrap();
@@ -199,11 +157,4 @@ async fn measure_rebuild(
         metric: "write model start-up from a snapshot".into(),
         value: format!("{:.2} s", warm.took.as_secs_f64()),
     });
-}
-
-async fn append(log: &EventLog, batch: &mut Vec<LogMessage>) {
-    if !batch.is_empty() {
-        log.append(Topic::IncidentEvents, batch).await.unwrap();
-        batch.clear();
-    }
 }

@@ -3,6 +3,12 @@
 
 use std::time::Duration;
 
+use chrono::Utc;
+use marauders_map::domain::{IncidentStatus, Location, Severity};
+use marauders_map::events::{CommentAdded, Event, EventPayload, IncidentCreated};
+use marauders_map::log::{EventLog, LogMessage, Topic};
+use uuid::Uuid;
+
 pub fn iggy_available() -> bool {
     std::env::var("IGGY_URL").is_ok_and(|url| !url.trim().is_empty())
         || std::env::var_os("PATH").is_some_and(|path| {
@@ -72,5 +78,53 @@ pub fn print_figures(figures: &[Figure]) {
             "| {:<24} | {:<50} | {:>16} |",
             figure.backend, figure.metric, figure.value
         );
+    }
+}
+
+/// Appends valid incident events until `incident-events` holds `total`:
+/// each incident is created, then commented on nine times.
+pub async fn append_incident_history(log: &EventLog, total: usize) {
+    let existing = log.log_end(Topic::IncidentEvents).await.unwrap() as usize;
+    let mut batch: Vec<LogMessage> = Vec::new();
+    let (mut incident, mut version) = (Uuid::now_v7(), 0u64);
+    for n in existing..total {
+        let now = Utc::now();
+        let payload = if n % 10 == 0 {
+            (incident, version) = (Uuid::now_v7(), 1);
+            EventPayload::IncidentCreated(IncidentCreated {
+                id: incident,
+                title: format!("Incident {n}"),
+                description: None,
+                severity: Severity::Low,
+                location: Location::Library,
+                status: IncidentStatus::Open,
+                reported_by: Uuid::nil(),
+                assigned_to: None,
+                resolved_by: None,
+                resolution: None,
+                created_at: now,
+                updated_at: now,
+                resolved_at: None,
+                version,
+            })
+        } else {
+            version += 1;
+            EventPayload::CommentAdded(CommentAdded {
+                id: Uuid::now_v7(),
+                incident_id: incident,
+                author_id: Uuid::nil(),
+                body: "Mischief managed".into(),
+                created_at: now,
+                version,
+            })
+        };
+        batch.push(Event::new(payload, None).to_log_message());
+        if batch.len() == 1000 {
+            log.append(Topic::IncidentEvents, &batch).await.unwrap();
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        log.append(Topic::IncidentEvents, &batch).await.unwrap();
     }
 }
