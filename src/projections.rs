@@ -6,8 +6,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use marauders_projections::{
-    AUDIT, AuditProjector, NOTIFICATIONS, NotificationsProjector, ProjectionError, READ_MODEL,
-    ReadModelProjector, RebuildProgress, RebuildReport, rebuild_projection, stored_offset,
+    AUDIT, AuditProjector, HEARTBEAT_INTERVAL, NOTIFICATIONS, NotificationsProjector,
+    ProjectionError, READ_MODEL, ReadModelProjector, RebuildProgress, RebuildReport,
+    rebuild_projection, stored_offset,
 };
 use serde::Serialize;
 use sqlx::PgPool;
@@ -43,7 +44,9 @@ pub struct ProjectionStatus {
     pub stored_offset: u64,
     pub log_end: u64,
     pub lag: u64,
-    /// `running`, or `rebuilding` while a rebuild is under way.
+    /// `rebuilding` while a rebuild is under way; `running` when some process
+    /// (this one, or `marauders-map project <name>`) has advanced it or
+    /// reported in within the last three heartbeats; `stopped` otherwise.
     pub state: &'static str,
     pub dead_letters: i64,
     /// While rebuilding: how far the replay has come.
@@ -136,6 +139,15 @@ impl Projections {
         let mut statuses = Vec::new();
         for (name, topic) in PROJECTIONS {
             let stored = stored_offset(&self.pool, name, topic).await?;
+            let alive: bool = sqlx::query_scalar(
+                "SELECT COALESCE(bool_or(updated_at > now() - $3 * interval '1 second'), false)
+                   FROM projector_offsets WHERE projector = $1 AND topic = $2",
+            )
+            .bind(name)
+            .bind(topic.name())
+            .bind(3.0 * HEARTBEAT_INTERVAL.as_secs_f64())
+            .fetch_one(&self.pool)
+            .await?;
             let log_end = self.log.log_end(topic).await?;
             let dead_letters: i64 =
                 sqlx::query_scalar("SELECT count(*) FROM dead_letters WHERE projector = $1")
@@ -157,10 +169,10 @@ impl Projections {
                 stored_offset: stored,
                 log_end,
                 lag: log_end.saturating_sub(stored),
-                state: if rebuild.is_some() {
-                    "rebuilding"
-                } else {
-                    "running"
+                state: match (rebuild.is_some(), alive) {
+                    (true, _) => "rebuilding",
+                    (false, true) => "running",
+                    (false, false) => "stopped",
                 },
                 dead_letters,
                 rebuild,

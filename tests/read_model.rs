@@ -306,3 +306,125 @@ async fn the_projector_skips_duplicates_dead_letters_garbage_and_resumes_after_a
     );
     log.shutdown().await;
 }
+
+/// A projector the service has never heard of: registering it changes
+/// nothing upstream, and it sees every past and future event.
+struct EventCounter;
+
+impl marauders_projections::Projector for EventCounter {
+    fn name(&self) -> &'static str {
+        "test-counter"
+    }
+
+    fn topic(&self) -> Topic {
+        Topic::IncidentEvents
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["test_counted_events"]
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        offset: u64,
+        event: &Event,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO test_counted_events (log_offset, event_id) VALUES ($1, $2)")
+            .bind(offset as i64)
+            .bind(event.event_id)
+            .execute(&mut *tx)
+            .await
+            .map(|_| ())
+    }
+}
+
+#[tokio::test]
+async fn a_new_projector_sees_every_past_and_future_event() {
+    let app = spawn_app().await;
+    let (_, token) = app
+        .user_with_role("lockhart@hogwarts.edu", Role::Student)
+        .await;
+    for n in 0..3 {
+        report(&app, &token, &format!("Pixies {n}"), "LOW").await;
+    }
+    sqlx::query(
+        "CREATE TABLE test_counted_events (log_offset BIGINT PRIMARY KEY, event_id UUID NOT NULL)",
+    )
+    .execute(&app.database.pool)
+    .await
+    .unwrap();
+    let log = EventLog::open(LogConfig::Postgres(app.database.pool.clone()))
+        .await
+        .unwrap();
+    let runner = ProjectorRunner::new(EventCounter, log.clone(), app.database.pool.clone());
+    runner.poll_once().await.unwrap();
+    report(&app, &token, "Pixies, again", "LOW").await;
+    runner.poll_once().await.unwrap();
+
+    let offsets: Vec<i64> =
+        sqlx::query_scalar("SELECT log_offset FROM test_counted_events ORDER BY log_offset")
+            .fetch_all(&app.database.pool)
+            .await
+            .unwrap();
+    assert_eq!(offsets, [0, 1, 2, 3]);
+    log.shutdown().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn projections_not_run_by_anyone_are_reported_stopped() {
+    let database = common::fresh_database().await;
+    let app = common::spawn_app_on_with(database, None, 0, true).await;
+    let (_, professor) = app
+        .user_with_role("umbridge@hogwarts.edu", Role::Professor)
+        .await;
+    report(&app, &professor, "Decree 24", "MEDIUM").await;
+
+    let (status, list) = app.get_as("/api/admin/projections", &professor).await;
+    assert_eq!(status, 200, "{list}");
+    let read_model = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "read-model")
+        .unwrap();
+    assert_eq!(read_model["state"], "stopped");
+    assert_eq!(
+        (
+            read_model["storedOffset"].as_u64(),
+            read_model["lag"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
+
+    // `marauders-map project read-model` would do this in another process.
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(marauders_map::app::run_projector(
+        "read-model",
+        EventLog::open(LogConfig::Postgres(app.database.pool.clone()))
+            .await
+            .unwrap(),
+        app.database.pool.clone(),
+        shutdown.clone(),
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, list) = app.get_as("/api/admin/projections", &professor).await;
+        let read_model = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "read-model")
+            .unwrap()
+            .clone();
+        if read_model["state"] == "running" && read_model["lag"] == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{read_model}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    app.stop().await;
+}

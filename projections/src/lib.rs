@@ -30,4 +30,6 @@ pub use consumer::{ConsumerError, EventHandler, LogConsumer, PollOutcome};
 pub use notifications::{NOTIFICATIONS, NotificationsProjector};
 pub use read_model::{READ_MODEL, ReadModelProjector};
 pub use rebuild::{RebuildProgress, RebuildReport, rebuild_projection};
-pub use runtime::{ProjectionError, Projector, ProjectorRunner, StepOutcome, stored_offset};
+pub use runtime::{
+    HEARTBEAT_INTERVAL, ProjectionError, Projector, ProjectorRunner, StepOutcome, stored_offset,
+};

@@ -11,6 +11,10 @@ use marauders_core::log::{EventLog, LogError, Topic};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
+/// How often an idle runner proves it is alive; a projector whose offset row
+/// has not moved for three of these is reported as stopped.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+
 /// A reader of the log that keeps tables in PostgreSQL.
 pub trait Projector: Send + Sync {
     /// Unique, stable: its offset and bookkeeping are stored under it.
@@ -182,6 +186,21 @@ impl<P: Projector> ProjectorRunner<P> {
         })
     }
 
+    /// Tells `projections` that this projector is alive while idle (its
+    /// offset row's `updated_at` also moves with every batch).
+    async fn heartbeat(&self) {
+        let touched = sqlx::query(
+            "UPDATE projector_offsets SET updated_at = now() WHERE projector = $1 AND topic = $2",
+        )
+        .bind(self.projector.name())
+        .bind(self.projector.topic().name())
+        .execute(&self.pool)
+        .await;
+        if let Err(error) = touched {
+            tracing::debug!(%error, "projector heartbeat failed");
+        }
+    }
+
     /// Steps until `shutdown`: at once while behind, asleep until the log
     /// grows when caught up, a second's pause after a failure. A batch in
     /// progress commits before it returns.
@@ -191,9 +210,10 @@ impl<P: Projector> ProjectorRunner<P> {
             match self.poll_once().await {
                 Ok(StepOutcome::Advanced { .. }) => {}
                 Ok(StepOutcome::CaughtUp { next_offset }) => {
+                    self.heartbeat().await;
                     tokio::select! {
                         _ = shutdown.cancelled() => {}
-                        _ = self.log.wait_for_new_events(topic, next_offset, Duration::from_secs(30)) => {}
+                        _ = self.log.wait_for_new_events(topic, next_offset, HEARTBEAT_INTERVAL) => {}
                     }
                 }
                 Err(error) => {

@@ -294,6 +294,16 @@ pub async fn spawn_app_on(
     iggy_url: Option<String>,
     iggy_startup_wait_secs: u64,
 ) -> TestApp {
+    spawn_app_on_with(database, iggy_url, iggy_startup_wait_secs, false).await
+}
+
+/// As [`spawn_app_on`], optionally as `serve --without-projectors`.
+pub async fn spawn_app_on_with(
+    database: TestDatabase,
+    iggy_url: Option<String>,
+    iggy_startup_wait_secs: u64,
+    without_projectors: bool,
+) -> TestApp {
     use marauders_map::app::Application;
     use marauders_map::config::{Config, ServeConfig};
     let config = Config {
@@ -307,7 +317,7 @@ pub async fn spawn_app_on(
         port: 0,
         host: "127.0.0.1".parse().unwrap(),
         iggy_startup_wait_secs,
-        without_projectors: false,
+        without_projectors,
     };
     let application = Application::build(&config, &serve)
         .await
