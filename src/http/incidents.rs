@@ -212,11 +212,7 @@ async fn report(
         severity,
         location,
     };
-    let outcome = state
-        .commands
-        .execute(id, command, actor(user))
-        .await
-        .map_err(command_error)?;
+    let outcome = execute(&state, id, command, user).await?;
     Ok(incident_response(StatusCode::CREATED, outcome))
 }
 
@@ -266,11 +262,7 @@ async fn update(
             "nothing to update: send at least one of title, description, location, status, assignedTo",
         ));
     }
-    let outcome = state
-        .commands
-        .execute(id, IncidentCommand::Update(changes), actor(user))
-        .await
-        .map_err(command_error)?;
+    let outcome = execute(&state, id, IncidentCommand::Update(changes), user).await?;
     Ok(incident_response(StatusCode::OK, outcome))
 }
 
@@ -287,11 +279,7 @@ async fn resolve(
     let command = IncidentCommand::Resolve {
         resolution: resolution.expect("checked by finish"),
     };
-    let outcome = state
-        .commands
-        .execute(id, command, actor(user))
-        .await
-        .map_err(command_error)?;
+    let outcome = execute(&state, id, command, user).await?;
     Ok(incident_response(StatusCode::OK, outcome))
 }
 
@@ -308,11 +296,7 @@ async fn change_severity(
     let command = IncidentCommand::ChangeSeverity {
         severity: severity.expect("checked by finish"),
     };
-    let outcome = state
-        .commands
-        .execute(id, command, actor(user))
-        .await
-        .map_err(command_error)?;
+    let outcome = execute(&state, id, command, user).await?;
     Ok(incident_response(StatusCode::OK, outcome))
 }
 
@@ -322,11 +306,7 @@ async fn delete(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = incident_id(&id)?;
-    let outcome = state
-        .commands
-        .execute(id, IncidentCommand::Delete, actor(user))
-        .await
-        .map_err(command_error)?;
+    let outcome = execute(&state, id, IncidentCommand::Delete, user).await?;
     let offset = match outcome {
         CommandOutcome::Applied { offset, .. } => Some(offset),
         CommandOutcome::Unchanged { offset, .. } => offset,
@@ -348,11 +328,7 @@ async fn add_comment(
         comment_id: Uuid::now_v7(),
         body: body.expect("checked by finish"),
     };
-    let outcome = state
-        .commands
-        .execute(id, command, actor(user))
-        .await
-        .map_err(command_error)?;
+    let outcome = execute(&state, id, command, user).await?;
     let CommandOutcome::Applied { event, offset, .. } = outcome else {
         return Err(ApiError::Internal(anyhow::anyhow!(
             "a comment always appends an event"
@@ -371,6 +347,21 @@ async fn add_comment(
         created_at: comment.created_at,
     };
     Ok((StatusCode::CREATED, offset_header(Some(offset)), Json(view)).into_response())
+}
+
+/// Runs a parsed command as `user`, mapping rejections to the error
+/// contract.
+async fn execute(
+    state: &AppState,
+    id: Uuid,
+    command: IncidentCommand,
+    user: AuthUser,
+) -> Result<CommandOutcome, ApiError> {
+    state
+        .commands
+        .execute(id, command, actor(user))
+        .await
+        .map_err(command_error)
 }
 
 fn incident_response(status: StatusCode, outcome: CommandOutcome) -> Response {
