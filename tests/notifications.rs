@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{TestApp, spawn_app};
-use marauders_map::domain::{IncidentStatus, Location, Role, Severity};
-use marauders_map::events::{CommentAdded, Event, EventPayload, IncidentCreated};
+use marauders_map::domain::Role;
+use marauders_map::events::{CommentAdded, Event, EventPayload};
 use marauders_map::log::{EventLog, LogConfig, Topic};
 use marauders_projections::{NotificationsProjector, ProjectorRunner};
 use reqwest::Method;
@@ -159,25 +159,8 @@ async fn a_comment_that_lost_its_race_notifies_nobody_and_replays_notify_once() 
         });
         Event::new(payload, None).to_log_message()
     };
-    let created = Event::new(
-        EventPayload::IncidentCreated(IncidentCreated {
-            id: incident,
-            title: "Race".into(),
-            description: None,
-            severity: Severity::Low,
-            location: Location::Library,
-            status: IncidentStatus::Open,
-            reported_by: reporter,
-            assigned_to: None,
-            resolved_by: None,
-            resolution: None,
-            created_at: now,
-            updated_at: now,
-            resolved_at: None,
-            version: 1,
-        }),
-        None,
-    );
+    let created = common::incident_created(incident, reporter, "Race");
+
     let events = [created.to_log_message(), comment("won"), comment("lost")];
     log.append(Topic::IncidentEvents, &events).await.unwrap();
 

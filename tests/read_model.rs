@@ -222,28 +222,8 @@ async fn the_projector_skips_duplicates_dead_letters_garbage_and_resumes_after_a
         None,
     );
     let mut messages: Vec<LogMessage> = Vec::new();
-    let created = |n: u32| {
-        let now = chrono::Utc::now();
-        Event::new(
-            EventPayload::IncidentCreated(marauders_map::events::IncidentCreated {
-                id: Uuid::now_v7(),
-                title: format!("Incident {n}"),
-                description: None,
-                severity: marauders_map::domain::Severity::Low,
-                location: marauders_map::domain::Location::Owlery,
-                status: marauders_map::domain::IncidentStatus::Open,
-                reported_by: Uuid::now_v7(),
-                assigned_to: None,
-                resolved_by: None,
-                resolution: None,
-                created_at: now,
-                updated_at: now,
-                resolved_at: None,
-                version: 1,
-            }),
-            None,
-        )
-    };
+    let created =
+        |n: u32| common::incident_created(Uuid::now_v7(), Uuid::now_v7(), &format!("Incident {n}"));
     let (first, second, third) = (created(0), created(1), created(2));
     messages.push(first.to_log_message());
     messages.push(second.to_log_message());

@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use marauders_map::domain::{IncidentStatus, Location, Severity};
-use marauders_map::events::{CommentAdded, Event, EventPayload, IncidentCreated};
+use marauders_map::events::{CommentAdded, Event, EventPayload};
 use marauders_map::log::{EventLog, LogMessage, Topic};
 use uuid::Uuid;
 
@@ -89,36 +88,22 @@ pub async fn append_incident_history(log: &EventLog, total: usize) {
     let (mut incident, mut version) = (Uuid::now_v7(), 0u64);
     for n in existing..total {
         let now = Utc::now();
-        let payload = if n % 10 == 0 {
+        let event = if n % 10 == 0 {
             (incident, version) = (Uuid::now_v7(), 1);
-            EventPayload::IncidentCreated(IncidentCreated {
-                id: incident,
-                title: format!("Incident {n}"),
-                description: None,
-                severity: Severity::Low,
-                location: Location::Library,
-                status: IncidentStatus::Open,
-                reported_by: Uuid::nil(),
-                assigned_to: None,
-                resolved_by: None,
-                resolution: None,
-                created_at: now,
-                updated_at: now,
-                resolved_at: None,
-                version,
-            })
+            crate::common::incident_created(incident, Uuid::nil(), &format!("Incident {n}"))
         } else {
             version += 1;
-            EventPayload::CommentAdded(CommentAdded {
+            let payload = EventPayload::CommentAdded(CommentAdded {
                 id: Uuid::now_v7(),
                 incident_id: incident,
                 author_id: Uuid::nil(),
                 body: "Mischief managed".into(),
                 created_at: now,
                 version,
-            })
+            });
+            Event::new(payload, None)
         };
-        batch.push(Event::new(payload, None).to_log_message());
+        batch.push(event.to_log_message());
         if batch.len() == 1000 {
             log.append(Topic::IncidentEvents, &batch).await.unwrap();
             batch.clear();

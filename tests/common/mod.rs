@@ -468,3 +468,30 @@ impl TestApp {
         (self.database, started.elapsed())
     }
 }
+
+/// An `incident.created` event (version 1) as the write side would append
+/// it, for tests and benches that write the log directly.
+pub fn incident_created(id: Uuid, reported_by: Uuid, title: &str) -> marauders_map::events::Event {
+    use marauders_map::domain::{IncidentStatus, Location, Severity};
+    use marauders_map::events::{Event, EventPayload, IncidentCreated};
+    let now = chrono::Utc::now();
+    Event::new(
+        EventPayload::IncidentCreated(IncidentCreated {
+            id,
+            title: title.to_owned(),
+            description: None,
+            severity: Severity::Low,
+            location: Location::Library,
+            status: IncidentStatus::Open,
+            reported_by,
+            assigned_to: None,
+            resolved_by: None,
+            resolution: None,
+            created_at: now,
+            updated_at: now,
+            resolved_at: None,
+            version: 1,
+        }),
+        None,
+    )
+}
