@@ -72,15 +72,23 @@ async fn the_right_people_are_notified_and_only_owners_mark_them_read() {
         Some(json!({"severity": "CRITICAL"})),
     )
     .await;
-    app.command(
-        Method::PATCH,
-        &format!("/api/incidents/{id}/resolve"),
-        &prefect,
-        Some(json!({"resolution": "Sword of Gryffindor"})),
-    )
-    .await;
+    let (_, _, resolved_at) = app
+        .command(
+            Method::PATCH,
+            &format!("/api/incidents/{id}/resolve"),
+            &prefect,
+            Some(json!({"resolution": "Sword of Gryffindor"})),
+        )
+        .await;
 
-    let mine = items_eventually(&app, "/api/notifications", &reporter, 2).await;
+    // Read-your-writes: no polling needed with the command's offset.
+    let path = format!("/api/notifications?minOffset={}", resolved_at.unwrap());
+    let (status, mine) = app.get_as(&path, &reporter).await;
+    assert_eq!(status, 200, "{mine}");
+    let (status, _) = app
+        .get_as("/api/notifications?minOffset=soon", &reporter)
+        .await;
+    assert_eq!(status, 400);
     let kinds: Vec<&str> = mine["items"]
         .as_array()
         .unwrap()
@@ -228,6 +236,7 @@ async fn the_audit_log_is_for_professors_and_filters_by_user_and_type() {
     assert_eq!(logins["items"].as_array().unwrap().len(), 1);
     assert!(logins["nextBeforeOffset"].is_i64());
     for bad in [
+        "minOffset=-1",
         "eventType=incident.created",
         "userId=x",
         "limit=0",

@@ -13,9 +13,12 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::extract::{ApiQuery, AuthUser};
+use super::queries::wait_for_projection;
 use super::{ApiError, AppState};
 use crate::domain::Role;
 use crate::events::EventType;
+use crate::log::Topic;
+use marauders_projections::{AUDIT, NOTIFICATIONS};
 
 const MAX_PAGE: i64 = 100;
 
@@ -27,8 +30,11 @@ pub fn router() -> Router<AppState> {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct NotificationQuery {
     unread: Option<String>,
+    /// An `Event-Offset` of `incident-events` to wait for.
+    min_offset: Option<String>,
 }
 
 #[derive(Serialize, sqlx::FromRow)]
@@ -65,6 +71,13 @@ async fn list_notifications(
             return Err(ApiError::invalid_fields(fields));
         }
     };
+    wait_for_projection(
+        &state,
+        NOTIFICATIONS,
+        Topic::IncidentEvents,
+        query.min_offset.as_deref(),
+    )
+    .await?;
     let items: Vec<NotificationRow> = sqlx::query_as(
         "SELECT id, kind, incident_id, message, created_at, read_at FROM notifications
           WHERE user_id = $1 AND (NOT $2 OR read_at IS NULL)
@@ -115,6 +128,8 @@ struct AuditQuery {
     event_type: Option<String>,
     limit: Option<String>,
     before_offset: Option<String>,
+    /// An offset of `auth-events` to wait for.
+    min_offset: Option<String>,
 }
 
 #[derive(Serialize, sqlx::FromRow)]
@@ -189,6 +204,13 @@ async fn audit(
     if !fields.is_empty() {
         return Err(ApiError::invalid_fields(fields));
     }
+    wait_for_projection(
+        &state,
+        AUDIT,
+        Topic::AuthEvents,
+        query.min_offset.as_deref(),
+    )
+    .await?;
     let mut items: Vec<AuditRow> = sqlx::query_as(
         "SELECT log_offset, event_id, event_type, user_id, data, occurred_at FROM audit_log
           WHERE ($1::uuid IS NULL OR user_id = $1) AND ($2::text IS NULL OR event_type = $2)

@@ -232,28 +232,48 @@ fn parse_min_offset(raw: Option<&str>, fields: &mut BTreeMap<String, String>) ->
 }
 
 async fn wait_for_consistency(state: &AppState, raw: Option<&str>) -> Result<(), ApiError> {
+    wait_for_projection(state, READ_MODEL, Topic::IncidentEvents, raw).await
+}
+
+/// Parses a raw `minOffset` and waits for `projector` to pass it: what every
+/// query does before it reads.
+pub async fn wait_for_projection(
+    state: &AppState,
+    projector: &str,
+    topic: Topic,
+    raw: Option<&str>,
+) -> Result<(), ApiError> {
     let mut fields = BTreeMap::new();
     let min_offset = parse_min_offset(raw, &mut fields);
     if !fields.is_empty() {
         return Err(ApiError::invalid_fields(fields));
     }
-    wait_for_read_model(state, min_offset).await
+    wait_for_offset(state, projector, topic, min_offset).await
 }
 
-/// Waits until the read model has applied `min_offset` (its stored offset
-/// is past it), checking every 10 ms for at most two seconds.
 async fn wait_for_read_model(state: &AppState, min_offset: Option<u64>) -> Result<(), ApiError> {
+    wait_for_offset(state, READ_MODEL, Topic::IncidentEvents, min_offset).await
+}
+
+/// Waits until `projector` has applied `min_offset` (its stored offset is
+/// past it), checking every 10 ms for at most two seconds.
+async fn wait_for_offset(
+    state: &AppState,
+    projector: &str,
+    topic: Topic,
+    min_offset: Option<u64>,
+) -> Result<(), ApiError> {
     let Some(min_offset) = min_offset else {
         return Ok(());
     };
     let deadline = Instant::now() + READ_YOUR_WRITES_WAIT;
     loop {
-        if stored_offset(&state.pool, READ_MODEL, Topic::IncidentEvents).await? > min_offset {
+        if stored_offset(&state.pool, projector, topic).await? > min_offset {
             return Ok(());
         }
         if Instant::now() >= deadline {
             return Err(ApiError::Unavailable(format!(
-                "the read model has not reached offset {min_offset} within {READ_YOUR_WRITES_WAIT:?}"
+                "{projector} has not reached offset {min_offset} of {topic} within {READ_YOUR_WRITES_WAIT:?}"
             )));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
