@@ -136,6 +136,13 @@ async fn an_unknown_email_and_a_wrong_password_get_the_same_401() {
         "invalid email or password"
     );
 
+    let (status, nul) = login(&app, "neville\u{0}@hogwarts.edu", "alohomora-123").await;
+    assert_eq!(
+        (status, &nul),
+        (401, &unknown_email),
+        "an impossible email is just unknown"
+    );
+
     let (status, body) = app.post_json("/api/auth/login", json!({"email": ""})).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["fields"]["password"], "password is required");

@@ -116,6 +116,20 @@ async fn invalid_reports_name_each_field_and_append_nothing() {
         body["error"]["fields"]["title"],
         "title must be at most 200 characters"
     );
+    // A NUL would stall every projector (PostgreSQL text cannot hold it).
+    let nul = json!({"title": "Troll\u{0}", "description": "a\u{0}b", "severity": "LOW", "location": "LIBRARY"});
+    let (status, body, _) = app
+        .command(Method::POST, "/api/incidents", &token, Some(nul))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"]["fields"]["title"],
+        "title must not contain control characters"
+    );
+    assert_eq!(
+        body["error"]["fields"]["description"],
+        "description must not contain control characters"
+    );
 
     let (status, _) = app.post_json("/api/incidents", troll()).await;
     assert_eq!(status, 401, "commands need an access token");
@@ -468,6 +482,12 @@ async fn unknown_and_malformed_ids_are_not_found() {
         assert_eq!(status, 404, "{id}: {body}");
         assert_eq!(body["error"]["code"], "not_found");
     }
+    // Not even UTF-8: still the JSON error shape.
+    let (status, body, _) = app
+        .command(Method::DELETE, "/api/incidents/%FF", &token, None)
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "bad_request");
     app.stop().await;
 }
 

@@ -71,6 +71,9 @@ pub struct Description(Option<String>);
 impl Description {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let text = raw.trim();
+        if has_forbidden_control(text) {
+            return Err("description must not contain control characters".into());
+        }
         if text.chars().count() > 5000 {
             return Err("description must be at most 5000 characters".into());
         }
@@ -107,10 +110,21 @@ fn bounded_text(raw: &str, field: &str, max_chars: usize) -> Result<String, Stri
     if text.is_empty() {
         return Err(format!("{field} must not be empty"));
     }
+    if has_forbidden_control(text) {
+        return Err(format!("{field} must not contain control characters"));
+    }
     if text.chars().count() > max_chars {
         return Err(format!("{field} must be at most {max_chars} characters"));
     }
     Ok(text.to_owned())
+}
+
+/// Control characters other than newline and tab: no text needs them, and
+/// PostgreSQL cannot store NUL in a text column (a projector would stall on
+/// it).
+fn has_forbidden_control(text: &str) -> bool {
+    text.chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
 }
 
 /// The changes an update asks for; `None` = leave as is.

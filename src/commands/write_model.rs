@@ -108,7 +108,17 @@ impl WriteModel {
                 .log
                 .read(Topic::IncidentEvents, state.next_offset, READ_BATCH)
                 .await?;
-            let Some(last) = records.last() else { break };
+            let Some(last) = records.last() else {
+                // The log said it had more; reporting success here would make
+                // a command handler think its event was lost.
+                return Err(LogError::Unavailable {
+                    backend: self.log.backend_name(),
+                    reason: format!(
+                        "incident-events ended at {} before its reported end {end}",
+                        state.next_offset
+                    ),
+                });
+            };
             let next_offset = last.offset + 1;
             for record in &records {
                 match Event::decode(&record.payload) {

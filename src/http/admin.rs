@@ -1,13 +1,13 @@
 //! `/api/admin/projections` (PROFESSOR only): each projection's offset, lag,
 //! state and dead letters, and rebuilding one from offset 0.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::extract::AuthUser;
+use super::extract::{ApiPath, AuthUser};
 use super::{ApiError, AppState};
 use crate::domain::Role;
 use crate::projections::{ProjectionStatus, Projections, ProjectionsError};
@@ -36,7 +36,7 @@ async fn list(
 async fn rebuild(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     user.require_role(Role::Professor)?;
     state

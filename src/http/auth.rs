@@ -117,7 +117,13 @@ async fn login(
     if !fields.is_empty() {
         return Err(ApiError::invalid_fields(fields));
     }
-    let found = accounts::find_credentials(&state.pool, &request.email).await?;
+    // An email no account can have (e.g. with a NUL, which PostgreSQL
+    // cannot even compare) is just an unknown email.
+    let found = if Email::parse(&request.email).is_ok() {
+        accounts::find_credentials(&state.pool, &request.email).await?
+    } else {
+        None
+    };
     let (account, stored_hash) = match found {
         Some((account, hash)) => (Some(account), Some(hash)),
         None => (None, None),

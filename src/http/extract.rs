@@ -21,6 +21,11 @@ pub struct ApiJson<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
 
+/// `axum::extract::Path` whose rejections follow the error contract (400).
+#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
 /// The caller, from a valid `Authorization: Bearer <access token>`.
 /// Extracting it is what makes a route require authentication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

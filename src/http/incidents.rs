@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{patch, post, put};
@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::extract::{ApiJson, AuthUser};
+use super::extract::{ApiJson, ApiPath, AuthUser};
 use super::{ApiError, AppState};
 use crate::commands::{CommandError, CommandOutcome};
 use crate::domain::{IncidentStatus, Location, Severity};
@@ -219,7 +219,7 @@ async fn report(
 async fn update(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<UpdateRequest>,
 ) -> Result<Response, ApiError> {
     let id = incident_id(&id)?;
@@ -269,7 +269,7 @@ async fn update(
 async fn resolve(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<ResolveRequest>,
 ) -> Result<Response, ApiError> {
     let id = incident_id(&id)?;
@@ -286,7 +286,7 @@ async fn resolve(
 async fn change_severity(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<SeverityRequest>,
 ) -> Result<Response, ApiError> {
     let id = incident_id(&id)?;
@@ -303,7 +303,7 @@ async fn change_severity(
 async fn delete(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let id = incident_id(&id)?;
     let outcome = execute(&state, id, IncidentCommand::Delete, user).await?;
@@ -317,7 +317,7 @@ async fn delete(
 async fn add_comment(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<CommentRequest>,
 ) -> Result<Response, ApiError> {
     let id = incident_id(&id)?;

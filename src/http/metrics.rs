@@ -62,7 +62,14 @@ pub async fn record_request(
         .get::<MatchedPath>()
         .map_or("unmatched", |path| path.as_str())
         .to_owned();
-    let method = request.method().to_string();
+    // Only standard methods become labels: made-up ones must not grow the
+    // series without bound.
+    let method = match request.method().as_str() {
+        known @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => {
+            known.to_owned()
+        }
+        _ => "OTHER".to_owned(),
+    };
     let started = Instant::now();
     let response = next.run(request).await;
     state.http_metrics.record(

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, patch};
 use axum::{Json, Router};
@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::extract::{ApiQuery, AuthUser};
+use super::extract::{ApiPath, ApiQuery, AuthUser};
 use super::queries::wait_for_projection;
 use super::{ApiError, AppState};
 use crate::domain::Role;
@@ -104,7 +104,7 @@ async fn list_notifications(
 async fn mark_read(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let not_found = || ApiError::NotFound("notification not found".into());
     let id = Uuid::parse_str(&id).map_err(|_| not_found())?;

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
@@ -17,7 +17,7 @@ use marauders_projections::{READ_MODEL, stored_offset};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::extract::{ApiQuery, AuthUser};
+use super::extract::{ApiPath, ApiQuery, AuthUser};
 use super::{ApiError, AppState};
 use crate::domain::{IncidentStatus, Location, Severity};
 use crate::log::Topic;
@@ -161,7 +161,7 @@ async fn list_incidents(
 async fn get_incident(
     State(state): State<AppState>,
     _user: AuthUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ConsistencyQuery>,
 ) -> Result<Json<IncidentRow>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("incident not found".into()))?;
@@ -180,7 +180,7 @@ async fn get_incident(
 async fn list_comments(
     State(state): State<AppState>,
     _user: AuthUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ConsistencyQuery>,
 ) -> Result<Json<CommentList>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("incident not found".into()))?;

@@ -22,7 +22,7 @@ impl Email {
                     && domain.contains('.')
                     && !domain.starts_with('.')
                     && !domain.ends_with('.')
-                    && !email.chars().any(char::is_whitespace)
+                    && !email.chars().any(|c| c.is_whitespace() || c.is_control())
             }
             None => false,
         };
