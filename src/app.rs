@@ -86,14 +86,6 @@ impl Application {
             .unwrap_or(0)
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.state.pool
-    }
-
-    pub fn log(&self) -> &EventLog {
-        &self.state.log
-    }
-
     /// The write side's in-memory fold (tests compare it with other readers).
     pub fn write_model(&self) -> Arc<WriteModel> {
         self.state.write_model.clone()

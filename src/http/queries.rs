@@ -131,7 +131,7 @@ async fn list_incidents(
     if !fields.is_empty() {
         return Err(ApiError::invalid_fields(fields));
     }
-    wait_for_read_model(&state, min_offset).await?;
+    wait_for_offset(&state, READ_MODEL, Topic::IncidentEvents, min_offset).await?;
     let sql = format!(
         "SELECT {INCIDENT_COLUMNS} FROM read_incidents
           WHERE NOT deleted
@@ -165,7 +165,13 @@ async fn get_incident(
     ApiQuery(query): ApiQuery<ConsistencyQuery>,
 ) -> Result<Json<IncidentRow>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("incident not found".into()))?;
-    wait_for_consistency(&state, query.min_offset.as_deref()).await?;
+    wait_for_projection(
+        &state,
+        READ_MODEL,
+        Topic::IncidentEvents,
+        query.min_offset.as_deref(),
+    )
+    .await?;
     let sql =
         format!("SELECT {INCIDENT_COLUMNS} FROM read_incidents WHERE id = $1 AND NOT deleted");
     let incident: Option<IncidentRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -184,7 +190,13 @@ async fn list_comments(
     ApiQuery(query): ApiQuery<ConsistencyQuery>,
 ) -> Result<Json<CommentList>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("incident not found".into()))?;
-    wait_for_consistency(&state, query.min_offset.as_deref()).await?;
+    wait_for_projection(
+        &state,
+        READ_MODEL,
+        Topic::IncidentEvents,
+        query.min_offset.as_deref(),
+    )
+    .await?;
     let visible: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM read_incidents WHERE id = $1 AND NOT deleted)",
     )
@@ -231,10 +243,6 @@ fn parse_min_offset(raw: Option<&str>, fields: &mut BTreeMap<String, String>) ->
     }
 }
 
-async fn wait_for_consistency(state: &AppState, raw: Option<&str>) -> Result<(), ApiError> {
-    wait_for_projection(state, READ_MODEL, Topic::IncidentEvents, raw).await
-}
-
 /// Parses a raw `minOffset` and waits for `projector` to pass it: what every
 /// query does before it reads.
 pub async fn wait_for_projection(
@@ -249,10 +257,6 @@ pub async fn wait_for_projection(
         return Err(ApiError::invalid_fields(fields));
     }
     wait_for_offset(state, projector, topic, min_offset).await
-}
-
-async fn wait_for_read_model(state: &AppState, min_offset: Option<u64>) -> Result<(), ApiError> {
-    wait_for_offset(state, READ_MODEL, Topic::IncidentEvents, min_offset).await
 }
 
 /// Waits until `projector` has applied `min_offset` (its stored offset is
