@@ -27,6 +27,9 @@ import { IncidentStore, incidentIdOf } from './store';
 import { label, type Comment, type Incident, type LiveEvent, type User } from './types';
 
 const BOARD_PAGE = 50;
+// The service takes at most 100 rooms in a handshake; the board's newest
+// incidents and the open one fit.
+const MAX_ROOMS = 100;
 
 export class App {
   readonly element: HTMLElement;
@@ -122,10 +125,10 @@ export class App {
     let firstConnect = true;
     return {
       incidentEvent: (event, replayed) => this.receive(event, replayed),
-      resync: (toOffset) => {
-        this.store.clear();
+      resync: (toOffset, fresh) => {
+        if (fresh) this.store.clear();
         void this.reloadBoard(toOffset);
-        if (this.openId) void this.open(this.openId);
+        if (fresh && this.openId) void this.open(this.openId);
       },
       notification: (notification) => this.bell.add(notification),
       presence: (users) => {
@@ -184,8 +187,12 @@ export class App {
   }
 
   private roomsWanted(): Set<string> {
-    const wanted = new Set(this.store.all().filter((incident) => this.board.matches(incident)).map((incident) => incident.id));
+    const wanted = new Set<string>();
     if (this.openId && !this.store.isDeleted(this.openId)) wanted.add(this.openId);
+    for (const incident of this.store.all()) {
+      if (wanted.size >= MAX_ROOMS) break;
+      if (this.board.matches(incident)) wanted.add(incident.id);
+    }
     return wanted;
   }
 

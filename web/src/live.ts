@@ -33,8 +33,12 @@ export type ConnectionState =
 export interface LiveHandlers {
   /** A new incident event, live or replayed; never the same one twice. */
   incidentEvent(event: LiveEvent, replayed: boolean): void;
-  /** History could not be replayed: reload the board from REST. */
-  resync(toOffset: number | null): void;
+  /**
+   * Reload the board from REST as of `toOffset`: history could not be
+   * replayed (`fresh`: forget what we have), or we connected without a
+   * lastOffset and the log is at `toOffset` now.
+   */
+  resync(toOffset: number | null, fresh: boolean): void;
   notification(notification: Notification): void;
   presence(users: OnlineUser[]): void;
   typing(signal: TypingSignal): void;
@@ -73,6 +77,8 @@ export class LiveConnection {
   private retryTimer: number | undefined;
   /** Grows while handshakes keep being refused, so we never spin. */
   private retryDelay = RETRY_FIRST_MS;
+  /** The browser says the network is gone: wait for it, don't retry. */
+  private offline = false;
   /** The access token the last handshake carried. */
   private handshakeToken = '';
 
@@ -111,10 +117,14 @@ export class LiveConnection {
 
   connect(): void {
     this.handlers.state({ kind: 'connecting' });
+    window.addEventListener('offline', this.wentOffline);
+    window.addEventListener('online', this.cameOnline);
     this.socket.connect();
   }
 
   close(): void {
+    window.removeEventListener('offline', this.wentOffline);
+    window.removeEventListener('online', this.cameOnline);
     window.clearTimeout(this.retryTimer);
     this.socket.off();
     this.socket.io.off();
@@ -163,8 +173,12 @@ export class LiveConnection {
     socket.on('replay:complete', (info: ReplayComplete) => {
       const wasReplay = this.replaying;
       this.replaying = false;
-      // Without a lastOffset nothing was replayed: start from the log's end.
-      if (this.lastOffset === null && info.toOffset !== null) this.advance(info.toOffset);
+      // Without a lastOffset nothing was replayed: start from the log's end,
+      // and read the board as of it.
+      if (this.lastOffset === null && info.toOffset !== null) {
+        this.advance(info.toOffset);
+        this.handlers.resync(info.toOffset, false);
+      }
       this.handlers.state({ kind: 'live', replayed: wasReplay ? info.count : null });
       this.handlers.connected();
     });
@@ -173,7 +187,7 @@ export class LiveConnection {
       console.warn(`replay from ${info.fromOffset} incomplete: ${info.reason}`);
       this.lastOffset = null;
       if (info.toOffset !== null) this.advance(info.toOffset);
-      this.handlers.resync(info.toOffset);
+      this.handlers.resync(info.toOffset, true);
       this.handlers.state({ kind: 'resynced' });
       this.handlers.connected();
     });
@@ -199,8 +213,24 @@ export class LiveConnection {
     });
   }
 
+  // The browser knows at once when the network goes; the socket would only
+  // notice at the next missed ping (up to 45 s). Close it now, and come
+  // back (with a replay from lastOffset) when the network does.
+  private wentOffline = (): void => {
+    this.offline = true;
+    window.clearTimeout(this.retryTimer);
+    this.socket.disconnect();
+    this.handlers.state({ kind: 'reconnecting', reason: 'offline' });
+  };
+
+  private cameOnline = (): void => {
+    this.offline = false;
+    if (!this.socket.connected) this.socket.connect();
+  };
+
   private retrySoon(refused: boolean): void {
     window.clearTimeout(this.retryTimer);
+    if (this.offline) return;
     this.retryTimer = window.setTimeout(async () => {
       try {
         if (refused) await this.api.refresh(this.handshakeToken);
