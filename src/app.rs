@@ -59,6 +59,12 @@ impl Application {
         }
         let commands = Arc::new(CommandHandler::new(log.clone(), write_model.clone()));
         let projections = Arc::new(Projections::new(log.clone(), pool.clone()));
+        if !http::web::page_is_built(&serve.web_dir) {
+            tracing::warn!(
+                web_dir = %serve.web_dir.display(),
+                "the web page is not built (run `npm ci && npm run build` in web/); `/` explains this"
+            );
+        }
         let address = SocketAddr::new(serve.host, serve.port);
         let listener = TcpListener::bind(address)
             .await
@@ -74,6 +80,7 @@ impl Application {
                 write_model,
                 projections,
                 http_metrics: Arc::default(),
+                web_dir: serve.web_dir.as_path().into(),
             },
         })
     }

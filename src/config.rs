@@ -70,6 +70,11 @@ pub struct ServeConfig {
     /// `marauders-map project <name>` instead).
     #[arg(long, global = true, env = "WITHOUT_PROJECTORS")]
     pub without_projectors: bool,
+
+    /// The built web page (`npm run build` in `web/`), served at `/`.
+    /// Relative paths are taken from the working directory.
+    #[arg(long, global = true, env = "WEB_DIR", default_value = "web/dist")]
+    pub web_dir: PathBuf,
 }
 
 impl ServeConfig {

@@ -11,6 +11,7 @@
 //! - [`notifications`]: the caller's notifications, and the audit log.
 //! - [`replay`]: `GET /api/events/replay`, reading the log from an offset.
 //! - [`extract`]: JSON bodies, the authenticated user, the client address.
+//! - [`web`]: the built web page at `/` (the fallback for every other path).
 
 pub mod admin;
 pub mod auth;
@@ -23,7 +24,9 @@ pub mod notifications;
 pub mod queries;
 pub mod replay;
 pub mod schemas;
+pub mod web;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
@@ -53,6 +56,8 @@ pub struct AppState {
     pub write_model: Arc<WriteModel>,
     pub projections: Arc<Projections>,
     pub http_metrics: Arc<metrics::HttpMetrics>,
+    /// The built web page served at `/` (`--web-dir`).
+    pub web_dir: Arc<Path>,
 }
 
 /// The whole HTTP application.
@@ -67,7 +72,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(metrics::router())
         .merge(replay::router())
-        .fallback(error::route_not_found)
+        .fallback(web::page_or_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

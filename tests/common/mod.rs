@@ -304,6 +304,31 @@ pub async fn spawn_app_on_with(
     iggy_startup_wait_secs: u64,
     without_projectors: bool,
 ) -> TestApp {
+    // No web page unless a test asks for one: what `/` serves then does not
+    // depend on whether `web/dist` happens to be built.
+    let web_dir = std::env::temp_dir().join("marauders-map-tests-have-no-web-page");
+    spawn_app_with_options(
+        database,
+        iggy_url,
+        iggy_startup_wait_secs,
+        without_projectors,
+        web_dir,
+    )
+    .await
+}
+
+/// With the web page served from `web_dir`.
+pub async fn spawn_app_serving_web_page(web_dir: std::path::PathBuf) -> TestApp {
+    spawn_app_with_options(fresh_database().await, None, 10, false, web_dir).await
+}
+
+async fn spawn_app_with_options(
+    database: TestDatabase,
+    iggy_url: Option<String>,
+    iggy_startup_wait_secs: u64,
+    without_projectors: bool,
+    web_dir: std::path::PathBuf,
+) -> TestApp {
     use marauders_map::app::Application;
     use marauders_map::config::{Config, ServeConfig};
     let config = Config {
@@ -318,6 +343,7 @@ pub async fn spawn_app_on_with(
         host: "127.0.0.1".parse().unwrap(),
         iggy_startup_wait_secs,
         without_projectors,
+        web_dir,
     };
     let application = Application::build(&config, &serve)
         .await
