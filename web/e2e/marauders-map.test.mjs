@@ -194,6 +194,53 @@ describe("The Marauder's Map in a browser", () => {
     await b.page.locator('#typing', { hasText: /^$/ }).waitFor({ timeout: 3000 });
   });
 
+  test("A edits, escalates, resolves and deletes; B's board and open incident follow, and A's bell counts B's comment", async () => {
+    await requireRealtime();
+    const a = await registerAs('Harry');
+    const b = await registerAs('Draco');
+    await Promise.all([waitUntilLive(a.page), waitUntilLive(b.page)]);
+    const title = `Dragon egg in the hut ${unique()}`;
+    await report(a.page, { title, severity: 'Low', location: 'Black lake' });
+    await boardItem(b.page, title).waitFor({ timeout: 2000 });
+    await openIncident(a.page, title);
+    await openIncident(b.page, title);
+
+    // B comments on A's incident: A is notified, live.
+    await b.page.getByLabel('Add a comment').fill('I am telling Snape.');
+    await b.page.getByRole('button', { name: 'Post comment' }).click();
+    await a.page.locator('#comments li', { hasText: 'I am telling Snape.' }).waitFor({ timeout: 2000 });
+    await a.page.getByRole('button', { name: 'Notifications: 1 unread' }).waitFor({ timeout: 3000 });
+
+    // Edit (incident:updated reaches B through the incident's room).
+    const view = a.page.locator('#incident-view');
+    const renamed = `${title} (Norbert)`;
+    await view.locator('summary', { hasText: 'Edit' }).click();
+    await view.getByLabel('Title').fill(renamed);
+    await view.getByLabel('Status').selectOption({ label: 'Investigating' });
+    await view.getByRole('button', { name: 'Save changes' }).click();
+    await b.page.locator('#incident-heading', { hasText: renamed }).waitFor({ timeout: 2000 });
+    await boardItem(b.page, renamed).locator('.badge', { hasText: 'Investigating' }).waitFor({ timeout: 2000 });
+
+    // Escalate.
+    await view.getByLabel('Severity').selectOption({ label: 'Critical' });
+    await view.getByRole('button', { name: 'Change severity' }).click();
+    await boardItem(b.page, renamed).locator('.badge.severity-critical', { hasText: 'Critical' }).waitFor({ timeout: 2000 });
+
+    // Resolve.
+    await view.locator('summary', { hasText: 'Resolve' }).click();
+    await view.getByLabel('Resolution').fill('Sent to Romania with Charlie.');
+    await view.getByRole('button', { name: 'Resolve', exact: true }).click();
+    await b.page.locator('.resolution', { hasText: 'Sent to Romania with Charlie.' }).waitFor({ timeout: 2000 });
+    await boardItem(b.page, renamed).locator('.badge', { hasText: 'Resolved' }).waitFor({ timeout: 2000 });
+
+    // Delete.
+    a.page.once('dialog', (dialog) => dialog.accept());
+    await view.getByRole('button', { name: 'Delete incident' }).click();
+    await b.page.getByRole('heading', { name: 'Incident deleted' }).waitFor({ timeout: 2000 });
+    await boardItem(b.page, renamed).waitFor({ state: 'detached', timeout: 2000 });
+    await boardItem(a.page, renamed).waitFor({ state: 'detached', timeout: 2000 });
+  });
+
   test('an expired or forged access token is refreshed without the user noticing', async () => {
     await requireRealtime();
     const b = await registerAs('Ginny');

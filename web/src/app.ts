@@ -42,6 +42,7 @@ export class App {
   private presence = new PresenceList();
   private feed: ActivityFeed;
   private projections: ProjectionsPanel | null = null;
+  private layout!: HTMLElement;
   private boardError = h('p', { class: 'form-message error', role: 'alert', id: 'board-error' });
   private names = new Map<string, string>();
   /** Reads wait for at least this offset: what we saw, and what we did. */
@@ -91,13 +92,13 @@ export class App {
           h('button', { type: 'button', class: 'secondary', onclick: () => void this.api.logout() }, 'Log out'),
         ),
       ),
-      h(
+      (this.layout = h(
         'main',
         { id: 'main', class: 'layout' },
         h('div', { class: 'board-column' }, this.boardError, this.board.element),
         this.view.element,
         h('aside', { class: 'side' }, this.presence.element, this.feed.element, this.projections?.element),
-      ),
+      )),
     );
   }
 
@@ -253,6 +254,7 @@ export class App {
   private async open(id: string): Promise<void> {
     this.openId = id;
     this.board.setOpen(id);
+    this.layout.classList.add('incident-open');
     try {
       // Join first, then read: what happened before the join is in the read.
       const joined = (await this.live?.setRooms(this.roomsWanted()))?.includes(id) ?? false;
@@ -274,6 +276,8 @@ export class App {
       } else {
         this.boardError.textContent = `Could not open the incident: ${errorText(error)}`;
         this.openId = null;
+        this.board.setOpen(null);
+        this.layout.classList.remove('incident-open');
       }
     }
     this.changed();
@@ -282,6 +286,7 @@ export class App {
   private close(): void {
     this.openId = null;
     this.view.hide();
+    this.layout.classList.remove('incident-open');
     this.board.setOpen(null);
     this.changed();
     (this.board.element.querySelector('#board-heading') as HTMLElement | null)?.focus();

@@ -20,8 +20,8 @@ export class NotificationBell {
     this.button = h(
       'button',
       { type: 'button', class: 'bell', 'aria-expanded': 'false', 'aria-controls': 'notification-panel', onclick: () => this.toggle() },
-      h('span', { 'aria-hidden': 'true' }, '🔔 '),
-      'Notifications ',
+      bellIcon(),
+      'Notifications',
       this.count,
     );
     this.panel.addEventListener('keydown', (event) => {
@@ -94,4 +94,15 @@ export class NotificationBell {
         : h('p', { class: 'muted' }, 'Nothing yet.'),
     );
   }
+}
+
+/** An inline bell (no icon font or emoji font needed). */
+function bellIcon(): SVGSVGElement {
+  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('aria-hidden', 'true');
+  const path = document.createElementNS('http://www.w3.org/2000/svg', 'path');
+  path.setAttribute('d', 'M12 22a2.5 2.5 0 0 0 2.45-2h-4.9A2.5 2.5 0 0 0 12 22zm7-6V11a7 7 0 0 0-5.5-6.84V3a1.5 1.5 0 0 0-3 0v1.16A7 7 0 0 0 5 11v5l-2 2v1h18v-1z');
+  svg.append(path);
+  return svg;
 }
