@@ -1,4 +1,13 @@
 # The Marauder's Map service image, used by docker-compose.yml.
+
+# The web page (web/), served at / from WEB_DIR.
+FROM node:20-bookworm-slim AS web
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY web/ ./
+RUN npm run build
+
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
@@ -11,8 +20,9 @@ RUN apt-get update \
  && useradd --system --home /data marauders \
  && mkdir -p /data && chown marauders /data
 COPY --from=build /src/target/release/marauders-map /usr/local/bin/marauders-map
+COPY --from=web /web/dist /usr/share/marauders-map/web
 USER marauders
-ENV HOST=0.0.0.0 PORT=4000 MARAUDERS_DATA_DIR=/data
+ENV HOST=0.0.0.0 PORT=4000 MARAUDERS_DATA_DIR=/data WEB_DIR=/usr/share/marauders-map/web
 EXPOSE 4000
 ENTRYPOINT ["marauders-map"]
 CMD ["serve"]
