@@ -14,12 +14,12 @@ pub struct UnknownValue {
 }
 
 /// Declares a closed enum whose wire form is SCREAMING_SNAKE_CASE, with
-/// `as_str`, `ALL`, `Display` and `FromStr` kept in one list so they cannot
-/// drift apart.
+/// `as_str`, `ALL`, `Display`, `FromStr` and its OpenAPI schema (derived
+/// from the same serde names) kept in one list so they cannot drift apart.
 macro_rules! wire_enum {
     ($(#[$meta:meta])* $name:ident, $kind:literal { $($(#[$vmeta:meta])* $variant:ident => $wire:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
         pub enum $name {
             $($(#[$vmeta])* #[serde(rename = $wire)] $variant),+
         }
