@@ -129,6 +129,33 @@ async fn commands_document_event_offset_and_queries_document_min_offset() {
 }
 
 #[tokio::test]
+async fn domain_enums_appear_in_their_wire_form() {
+    use marauders_map::domain::{IncidentStatus, Location, Role, Severity};
+    let schemas = &http::openapi::document()["components"]["schemas"];
+    let wire_forms = |name: &str| -> Vec<String> {
+        serde_json::from_value(schemas[name]["enum"].clone()).unwrap_or_default()
+    };
+    let expected = |all: Vec<&str>| all.into_iter().map(String::from).collect::<Vec<_>>();
+
+    assert_eq!(
+        wire_forms("Severity"),
+        expected(Severity::ALL.iter().map(|s| s.as_str()).collect())
+    );
+    assert_eq!(
+        wire_forms("IncidentStatus"),
+        expected(IncidentStatus::ALL.iter().map(|s| s.as_str()).collect())
+    );
+    assert_eq!(
+        wire_forms("Location"),
+        expected(Location::ALL.iter().map(|l| l.as_str()).collect())
+    );
+    assert_eq!(
+        wire_forms("Role"),
+        expected(Role::ALL.iter().map(|r| r.as_str()).collect())
+    );
+}
+
+#[tokio::test]
 async fn replayed_events_refer_to_the_embedded_envelope_schema() {
     let app = spawn_app().await;
     let document = http::openapi::document();
