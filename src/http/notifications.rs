@@ -79,7 +79,7 @@ struct NotificationList {
     params(NotificationQuery),
     responses(
         (status = 200, description = "The caller's notifications and how many are unread", body = NotificationList),
-        (status = 400, description = "Invalid query values, each named in `fields`", body = ErrorResponse),
+        (status = 400, description = "Invalid query values, each named in `fields`; a `minOffset` the log has not reached", body = ErrorResponse),
         (status = 401, description = "No valid access token", body = ErrorResponse),
         (status = 503, description = "The projection has not reached `minOffset` within 2 s, or the database is unavailable", body = ErrorResponse),
     ),
@@ -218,7 +218,7 @@ struct AuditPage {
     params(AuditQuery),
     responses(
         (status = 200, description = "A page of the audit log", body = AuditPage),
-        (status = 400, description = "Invalid query values, each named in `fields`", body = ErrorResponse),
+        (status = 400, description = "Invalid query values, each named in `fields`; a `minOffset` the log has not reached", body = ErrorResponse),
         (status = 401, description = "No valid access token", body = ErrorResponse),
         (status = 403, description = "The caller is not a PROFESSOR", body = ErrorResponse),
         (status = 503, description = "The projection has not reached `minOffset` within 2 s, or the database is unavailable", body = ErrorResponse),

@@ -4,7 +4,8 @@
 //!
 //! Read-your-writes: every query takes `minOffset` (the `Event-Offset` a
 //! command returned) and waits — at most two seconds — until the read model
-//! has applied that offset; 503 if it has not by then.
+//! has applied that offset; 503 if it has not by then. An offset the log has
+//! not reached yet is a 400 at once: no command can have returned it.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -58,7 +59,7 @@ struct ListQuery {
     #[param(value_type = Option<Uuid>)]
     cursor: Option<String>,
     /// An `Event-Offset` of incident-events to wait (up to 2 s) for the read
-    /// model to reach before reading.
+    /// model to reach before reading; 400 if the log has not reached it.
     #[param(value_type = Option<u64>, maximum = 9223372036854775807_u64)]
     min_offset: Option<String>,
 }
@@ -68,7 +69,7 @@ struct ListQuery {
 #[into_params(parameter_in = Query)]
 struct ConsistencyQuery {
     /// An `Event-Offset` of incident-events to wait (up to 2 s) for the read
-    /// model to reach before reading.
+    /// model to reach before reading; 400 if the log has not reached it.
     #[param(value_type = Option<u64>, maximum = 9223372036854775807_u64)]
     min_offset: Option<String>,
 }
@@ -133,7 +134,7 @@ const INCIDENT_COLUMNS: &str =
     params(ListQuery),
     responses(
         (status = 200, description = "A page of incidents", body = IncidentPage),
-        (status = 400, description = "Invalid query values, each named in `fields`", body = ErrorResponse),
+        (status = 400, description = "Invalid query values, each named in `fields`; a `minOffset` the log has not reached", body = ErrorResponse),
         (status = 401, description = "No valid access token", body = ErrorResponse),
         (status = 503, description = "The read model has not reached `minOffset` within 2 s, or the database is unavailable", body = ErrorResponse),
     ),
@@ -209,7 +210,7 @@ async fn list_incidents(
     params(("id" = Uuid, Path, description = "The incident's id"), ConsistencyQuery),
     responses(
         (status = 200, description = "The incident", body = IncidentRow),
-        (status = 400, description = "Invalid `minOffset`", body = ErrorResponse),
+        (status = 400, description = "Invalid `minOffset`, or one the log has not reached", body = ErrorResponse),
         (status = 401, description = "No valid access token", body = ErrorResponse),
         (status = 404, description = "No such incident (unknown, deleted or not a UUID)", body = ErrorResponse),
         (status = 503, description = "The read model has not reached `minOffset` within 2 s, or the database is unavailable", body = ErrorResponse),
@@ -249,7 +250,7 @@ async fn get_incident(
     params(("id" = Uuid, Path, description = "The incident's id"), ConsistencyQuery),
     responses(
         (status = 200, description = "The comments", body = CommentList),
-        (status = 400, description = "Invalid `minOffset`", body = ErrorResponse),
+        (status = 400, description = "Invalid `minOffset`, or one the log has not reached", body = ErrorResponse),
         (status = 401, description = "No valid access token", body = ErrorResponse),
         (status = 404, description = "No such incident (unknown, deleted or not a UUID)", body = ErrorResponse),
         (status = 503, description = "The read model has not reached `minOffset` within 2 s, or the database is unavailable", body = ErrorResponse),
@@ -333,6 +334,13 @@ pub async fn wait_for_projection(
 
 /// Waits until `projector` has applied `min_offset` (its stored offset is
 /// past it), checking every 10 ms for at most two seconds.
+///
+/// # Errors
+///
+/// 400 when `min_offset` is at or past the log's end: a command returns an
+/// offset only once the log has it, so such a value was never returned, and
+/// waiting for it would only hold the request for two seconds. 503 when the
+/// projector does not get there in time.
 async fn wait_for_offset(
     state: &AppState,
     projector: &str,
@@ -343,9 +351,24 @@ async fn wait_for_offset(
         return Ok(());
     };
     let deadline = Instant::now() + READ_YOUR_WRITES_WAIT;
+    let mut log_end_checked = false;
     loop {
         if stored_offset(&state.pool, projector, topic).await? > min_offset {
             return Ok(());
+        }
+        if !log_end_checked {
+            // Only when not already there: the common case costs nothing.
+            let log_end = state.log.log_end(topic).await?;
+            if min_offset >= log_end {
+                let fields = BTreeMap::from([(
+                    "minOffset".to_owned(),
+                    format!(
+                        "{topic} ends at offset {log_end}: minOffset must be an offset it has (an Event-Offset)"
+                    ),
+                )]);
+                return Err(ApiError::invalid_fields(fields));
+            }
+            log_end_checked = true;
         }
         if Instant::now() >= deadline {
             return Err(ApiError::Unavailable(format!(
