@@ -22,14 +22,19 @@ use crate::identity::tokens::{JwtKeys, load_or_create_jwt_secret};
 use crate::log::EventLog;
 use crate::outbox::OutboxRelay;
 use crate::projections::{PROJECTIONS, Projections, ProjectionsError};
+use crate::realtime;
 use marauders_projections::{
     AUDIT, AuditProjector, NOTIFICATIONS, NotificationsProjector, ProjectorRunner,
     ReadModelProjector,
 };
+use socketioxide::layer::SocketIoLayer;
 
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// The Socket.IO gateway: its layer joins the router, its workers run
+    /// beside the server.
+    realtime: (SocketIoLayer, realtime::Workers),
     /// False with `--without-projectors`: they run elsewhere
     /// (`marauders-map project <name>`).
     run_projectors: bool,
@@ -59,6 +64,9 @@ impl Application {
         }
         let commands = Arc::new(CommandHandler::new(log.clone(), write_model.clone()));
         let projections = Arc::new(Projections::new(log.clone(), pool.clone()));
+        let jwt = Arc::new(JwtKeys::from_secret(&secret));
+        let realtime =
+            realtime::gateway(log.clone(), pool.clone(), jwt.clone(), write_model.clone());
         let address = SocketAddr::new(serve.host, serve.port);
         let listener = TcpListener::bind(address)
             .await
@@ -66,10 +74,11 @@ impl Application {
         Ok(Application {
             run_projectors: !serve.without_projectors,
             listener,
+            realtime,
             state: AppState {
                 log,
                 pool,
-                jwt: Arc::new(JwtKeys::from_secret(&secret)),
+                jwt,
                 commands,
                 write_model,
                 projections,
@@ -96,6 +105,7 @@ impl Application {
         let Application {
             listener,
             state,
+            realtime: (socket_layer, realtime_workers),
             run_projectors: self_runs_projectors,
         } = self;
         tracing::info!(
@@ -127,7 +137,8 @@ impl Application {
             let (write_model, shutdown) = (state.write_model.clone(), shutdown.clone());
             tokio::spawn(async move { write_model.follow_log(shutdown).await })
         };
-        let router = http::router(state.clone());
+        let realtime_tasks = realtime_workers.spawn(shutdown.clone());
+        let router = http::router(state.clone()).layer(socket_layer);
         let served = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -140,6 +151,11 @@ impl Application {
         for (task, name) in [(relay, "outbox relay"), (follower, "write model follower")]
             .into_iter()
             .chain(projectors.into_iter().map(|task| (task, "projector")))
+            .chain(
+                realtime_tasks
+                    .into_iter()
+                    .map(|task| (task, "real-time gateway")),
+            )
         {
             if let Err(error) = task.await {
                 tracing::error!(%error, task = name, "a background task panicked");

@@ -28,6 +28,8 @@
 //!   rows to the log in commit order.
 //! - [`projections`]: the projections the service runs, their status, and
 //!   rebuilds.
+//! - [`realtime`]: the Socket.IO gateway at `/socket.io` — a broadcaster
+//!   projector of the log with replay on reconnect, presence, typing.
 //! - [`shutdown`]: turning SIGINT/SIGTERM into one cancellation token.
 //!
 //! The projectors (readers of the log, each with its own offset) live in the
@@ -46,4 +48,5 @@ pub mod http;
 pub mod identity;
 pub mod outbox;
 pub mod projections;
+pub mod realtime;
 pub mod shutdown;

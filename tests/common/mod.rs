@@ -8,6 +8,8 @@
 //! when a server exists.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod socket;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,89 @@
+//! Pushes new notifications to their owner's open connections.
+//!
+//! The notifications projection decides who is notified of what; this
+//! worker only delivers its result. For each accepted event that may notify
+//! someone, it waits until that projection has applied the event, reads the
+//! rows it produced, and sends each to room `user:<id>` as
+//! `notification:new`. One source of truth, and nothing here can disagree
+//! with what `GET /api/notifications` returns.
+
+use std::time::Duration;
+
+use marauders_projections::{NOTIFICATIONS, stored_offset};
+use socketioxide::SocketIo;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::broadcaster::deliver_live;
+use super::wire::{NewNotification, user_room};
+use crate::log::Topic;
+
+/// How long to wait for the notifications projection before giving up on a
+/// push (the notification is still stored and listed by the API).
+const PROJECTION_WAIT: Duration = Duration::from_secs(30);
+
+pub struct NotificationPusher {
+    pool: PgPool,
+    io: SocketIo,
+    events: mpsc::UnboundedReceiver<(u64, Uuid)>,
+}
+
+impl NotificationPusher {
+    pub fn new(
+        pool: PgPool,
+        io: SocketIo,
+    ) -> (mpsc::UnboundedSender<(u64, Uuid)>, NotificationPusher) {
+        let (sender, events) = mpsc::unbounded_channel();
+        (sender, NotificationPusher { pool, io, events })
+    }
+
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                next = self.events.recv() => next,
+            };
+            let Some((offset, event_id)) = next else {
+                break;
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                pushed = self.push(offset, event_id) => if let Err(error) = pushed {
+                    tracing::warn!(%error, offset, "could not push notifications");
+                },
+            }
+        }
+    }
+
+    /// Delivers the notifications event `event_id` (at `offset`) produced.
+    pub async fn push(&self, offset: u64, event_id: Uuid) -> Result<usize, sqlx::Error> {
+        let deadline = Instant::now() + PROJECTION_WAIT;
+        while stored_offset(&self.pool, NOTIFICATIONS, Topic::IncidentEvents).await? <= offset {
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    offset,
+                    "the notifications projection is behind; push skipped"
+                );
+                return Ok(0);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let rows: Vec<NewNotification> = sqlx::query_as(
+            "SELECT id, user_id, kind, incident_id, message, created_at, read_at
+               FROM notifications WHERE event_id = $1",
+        )
+        .bind(event_id)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            let payload = serde_json::value::to_raw_value(row).expect("notifications serialize");
+            for socket in self.io.to(user_room(row.user_id)).sockets() {
+                deliver_live(&socket, "notification:new", &payload);
+            }
+        }
+        Ok(rows.len())
+    }
+}

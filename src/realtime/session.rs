@@ -1,0 +1,118 @@
+//! One connection's state: who it is and which incident rooms it wants.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use socketioxide::extract::SocketRef;
+use uuid::Uuid;
+
+use super::wire::{Audience, OnlineUser, incident_room};
+use crate::domain::Role;
+
+/// The authenticated user behind a connection.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub user_id: Uuid,
+    pub role: Role,
+    pub display_name: String,
+}
+
+impl Client {
+    pub fn as_online_user(&self) -> OnlineUser {
+        OnlineUser {
+            user_id: self.user_id,
+            display_name: self.display_name.clone(),
+            role: self.role,
+        }
+    }
+}
+
+/// Stored in the socket's extensions by the handshake check.
+#[derive(Debug)]
+pub struct Session {
+    pub user: Client,
+    /// The `lastOffset` of the handshake.
+    pub last_offset: Option<u64>,
+    rooms: Mutex<Rooms>,
+    /// Whether its `user.disconnected` has been logged.
+    disconnected: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Rooms {
+    /// Incident rooms this connection is in (or will be, once live).
+    incidents: BTreeSet<Uuid>,
+    /// Whether the replay is over. Until then a join is only recorded: the
+    /// Socket.IO room is joined at the switch-over, so no live event can
+    /// overtake the replay.
+    live: bool,
+}
+
+impl Session {
+    pub fn new(user: Client, last_offset: Option<u64>, rooms: &[Uuid]) -> Session {
+        Session {
+            user,
+            last_offset,
+            rooms: Mutex::new(Rooms {
+                incidents: rooms.iter().copied().collect(),
+                live: false,
+            }),
+            disconnected: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether this connection receives an event for `audience`.
+    pub fn may_see(&self, audience: Audience) -> bool {
+        audience.includes(&self.lock().incidents)
+    }
+
+    pub fn is_in(&self, incident: Uuid) -> bool {
+        self.lock().incidents.contains(&incident)
+    }
+
+    pub fn rooms(&self) -> Vec<Uuid> {
+        self.lock().incidents.iter().copied().collect()
+    }
+
+    /// Marks the connection live; `join` joins the Socket.IO rooms for the
+    /// incidents recorded so far, under the same lock as later joins.
+    pub fn go_live(&self, join: impl FnOnce(&BTreeSet<Uuid>)) {
+        let mut rooms = self.lock();
+        rooms.live = true;
+        join(&rooms.incidents);
+    }
+
+    /// True the first time only: the disconnect is logged once, whether the
+    /// client left or the server is shutting down.
+    pub fn mark_disconnected(&self) -> bool {
+        !self.disconnected.swap(true, Ordering::SeqCst)
+    }
+
+    /// Records a join; returns false when already in the room.
+    pub fn join(&self, socket: &SocketRef, incident: Uuid) -> bool {
+        let mut rooms = self.lock();
+        let added = rooms.incidents.insert(incident);
+        if added && rooms.live {
+            socket.join(incident_room(incident));
+        }
+        added
+    }
+
+    /// Records a leave; returns false when not in the room.
+    pub fn leave(&self, socket: &SocketRef, incident: Uuid) -> bool {
+        let mut rooms = self.lock();
+        let removed = rooms.incidents.remove(&incident);
+        if removed && rooms.live {
+            socket.leave(incident_room(incident));
+        }
+        removed
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Rooms> {
+        // The lock is never held across an await or a panic-prone call.
+        self.rooms
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
