@@ -26,12 +26,9 @@ const THROUGHPUT_CLIENTS: usize = 8;
 const THROUGHPUT_SECONDS: u64 = 5;
 const REBUILD_EVENTS: usize = 100_000;
 
-fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(run());
+#[tokio::main]
+async fn main() {
+    run().await;
 }
 
 async fn run() {

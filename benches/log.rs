@@ -24,12 +24,9 @@ const BATCH_SIZE: usize = 100;
 const READS: usize = 200;
 const WAKE_UPS: usize = 200;
 
-fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(run());
+#[tokio::main]
+async fn main() {
+    run().await;
 }
 
 async fn run() {

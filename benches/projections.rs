@@ -28,12 +28,9 @@ const LOAD_SECONDS: u64 = 5;
 const LOAD_CLIENTS: usize = 8;
 const REPLAYS: usize = 200;
 
-fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(run());
+#[tokio::main]
+async fn main() {
+    run().await;
 }
 
 async fn run() {

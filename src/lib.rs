@@ -20,7 +20,8 @@
 //! - [`database`]: the PostgreSQL pool and the migrations in `migrations/`.
 //! - [`app`]: [`app::Application`] wires the pieces, binds the port and runs
 //!   until a shutdown signal, then drains and closes everything in order.
-//! - [`http`]: the axum router, the JSON error type, health and schemas.
+//! - [`http`]: the axum router, the JSON error type, health and schemas,
+//!   and the OpenAPI document generated from the handlers.
 //! - [`identity`]: accounts, sessions, JWTs and roles — kept in PostgreSQL
 //!   because they are secrets, and told to the log through the outbox.
 //! - [`outbox`]: the transactional outbox and the relay that appends its

@@ -36,7 +36,7 @@ pub enum ProjectionsError {
     Database(#[from] sqlx::Error),
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectionStatus {
     pub name: &'static str,
@@ -53,7 +53,7 @@ pub struct ProjectionStatus {
     pub rebuild: Option<RebuildStatus>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RebuildStatus {
     pub applied_offset: u64,

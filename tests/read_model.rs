@@ -126,7 +126,7 @@ async fn queries_read_their_own_writes_newest_first_with_filters_and_pages() {
 }
 
 #[tokio::test]
-async fn bad_query_values_are_400_and_an_unreachable_offset_is_503() {
+async fn bad_query_values_and_an_offset_past_the_log_end_are_400() {
     let app = spawn_app().await;
     let (_, token) = app
         .user_with_role("trelawney@hogwarts.edu", Role::Student)
@@ -146,9 +146,13 @@ async fn bad_query_values_are_400_and_an_unreachable_offset_is_503() {
     }
     let (status, _) = app.get_as("/api/incidents/not-a-uuid", &token).await;
     assert_eq!(status, 404);
+    // No command returned an offset the log has not reached: refused at
+    // once rather than held for the two-second wait.
+    let started = std::time::Instant::now();
     let (status, body) = app.get_as("/api/incidents?minOffset=1000000", &token).await;
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["error"]["code"], "unavailable");
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["fields"]["minOffset"].is_string(), "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
     let (status, _) = app.get("/api/incidents").await;
     assert_eq!(status, 401);
     app.stop().await;
@@ -349,6 +353,25 @@ async fn a_new_projector_sees_every_past_and_future_event() {
             .unwrap();
     assert_eq!(offsets, [0, 1, 2, 3]);
     log.shutdown().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_query_waiting_for_a_projector_that_does_not_run_is_503() {
+    let database = common::fresh_database().await;
+    let app = common::spawn_app_on_with(database, None, 0, true).await;
+    let (_, token) = app
+        .user_with_role("binns@hogwarts.edu", Role::Student)
+        .await;
+    let (incident, offset) = report(&app, &token, "A ghost in class", "LOW").await;
+
+    let id = incident["id"].as_str().unwrap();
+    let (status, body) = app
+        .get_as(&format!("/api/incidents/{id}?minOffset={offset}"), &token)
+        .await;
+
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
     app.stop().await;
 }
 

@@ -645,3 +645,126 @@ async fn both_instances_deliver_every_event(first: &TestApp, second: &TestApp) {
         );
     }
 }
+
+#[tokio::test]
+async fn a_server_shutting_down_logs_the_disconnect_of_every_open_connection() {
+    let app = spawn_app().await;
+    let (harry, token) = student(&app, "harry").await;
+    let _first = live(&app, &token).await;
+    let _second = live(&app, &token).await;
+    // Both connects are in the log before the shutdown begins.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while app_log(&app).await.len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "connects logged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let (database, _) = app.stop().await;
+
+    let log = marauders_map::log::EventLog::open(marauders_map::log::LogConfig::Postgres(
+        database.pool.clone(),
+    ))
+    .await
+    .unwrap();
+    let events: Vec<Value> = log
+        .read(Topic::PresenceEvents, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|record| serde_json::from_slice(&record.payload).unwrap())
+        .collect();
+    let disconnects: Vec<&Value> = events
+        .iter()
+        .filter(|event| event["eventType"] == "user.disconnected")
+        .collect();
+    assert_eq!(disconnects.len(), 2, "{events:#?}");
+    assert!(
+        disconnects
+            .iter()
+            .all(|event| event["userId"] == harry.to_string())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs iggy-server on PATH (scripts/test runs it when it is)"]
+async fn iggy_process_presence_waits_out_a_dead_log_and_live_clients_miss_nothing() {
+    let TestBackend::Iggy { mut server, .. } = TestBackend::iggy().await else {
+        unreachable!()
+    };
+    let app = spawn_app_with_iggy(Some(server.url.clone())).await;
+    let (harry, token) = student(&app, "harry").await;
+    let mut staying = live(&app, &token).await;
+    let leaving = live(&app, &token).await;
+    let (_, before) = report(&app, &token, "Before the outage").await;
+    assert_eq!(
+        staying.next_named("incident:created").await["offset"],
+        before
+    );
+
+    // The log dies; a connection closes meanwhile (its disconnect waits in
+    // the buffer), and the socket that stays open is not dropped.
+    server.kill_9();
+    leaving.close().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.restart().await;
+
+    // Commands work again and the live client gets them, after nothing lost.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        let (status, body, offset) = app
+            .command(
+                Method::POST,
+                "/api/incidents",
+                &token,
+                Some(json!({"title": "After the outage", "severity": "LOW", "location": "OWLERY"})),
+            )
+            .await;
+        if status == 201 {
+            break offset.unwrap();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{status} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        staying.next_named("incident:created").await["offset"],
+        after
+    );
+
+    // The buffered disconnect reached the log once it was back.
+    let reader = marauders_map::log::EventLog::open(marauders_map::log::LogConfig::Iggy(
+        server.config(marauders_map::log::STREAM_NAME),
+    ))
+    .await
+    .unwrap();
+    reader
+        .wait_until_ready(Duration::from_secs(20))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let types: Vec<String> = reader
+            .read(Topic::PresenceEvents, 0, 100)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|record| serde_json::from_slice::<Value>(&record.payload).unwrap())
+            .filter(|event| event["userId"] == harry.to_string())
+            .map(|event| event["eventType"].as_str().unwrap().to_owned())
+            .collect();
+        if types.iter().any(|kind| kind == "user.disconnected") {
+            assert_eq!(
+                types
+                    .iter()
+                    .filter(|kind| *kind == "user.connected")
+                    .count(),
+                2
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the disconnect never reached the log: {types:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

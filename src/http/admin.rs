@@ -1,23 +1,48 @@
 //! `/api/admin/projections` (PROFESSOR only): each projection's offset, lag,
 //! state and dead letters, and rebuilding one from offset 0.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::error::ErrorResponse;
 use super::extract::{ApiPath, AuthUser};
+use super::openapi::tags;
 use super::{ApiError, AppState};
 use crate::domain::Role;
 use crate::projections::{ProjectionStatus, Projections, ProjectionsError};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/admin/projections", get(list))
-        .route("/api/admin/projections/{name}/rebuild", post(rebuild))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(rebuild))
 }
 
+#[derive(Serialize, ToSchema)]
+struct RebuildStarted {
+    name: &'static str,
+    /// Always `rebuilding`.
+    state: &'static str,
+}
+
+/// Each projection's stored offset, log end, lag, state, dead letters and
+/// rebuild progress (PROFESSOR).
+#[utoipa::path(
+    get,
+    path = "/api/admin/projections",
+    tag = tags::ADMIN,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every projection", body = Vec<ProjectionStatus>),
+        (status = 401, description = "No valid access token", body = ErrorResponse),
+        (status = 403, description = "The caller is not a PROFESSOR", body = ErrorResponse),
+        (status = 503, description = "The database or the log is unavailable", body = ErrorResponse),
+    ),
+)]
 async fn list(
     State(state): State<AppState>,
     user: AuthUser,
@@ -32,12 +57,29 @@ async fn list(
     ))
 }
 
-/// 202: the rebuild runs in the background; poll the list for progress.
+/// Starts replaying a projection from offset 0 into fresh tables, switched
+/// over atomically when it catches up (PROFESSOR). 202: the rebuild runs in
+/// the background; poll the list for progress.
+#[utoipa::path(
+    post,
+    path = "/api/admin/projections/{name}/rebuild",
+    tag = tags::ADMIN,
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "`read-model`, `notifications` or `audit`", example = "read-model")),
+    responses(
+        (status = 202, description = "The rebuild has started", body = RebuildStarted),
+        (status = 401, description = "No valid access token", body = ErrorResponse),
+        (status = 403, description = "The caller is not a PROFESSOR", body = ErrorResponse),
+        (status = 404, description = "No projection has this name", body = ErrorResponse),
+        (status = 409, description = "It is already rebuilding", body = ErrorResponse),
+        (status = 503, description = "The database or the log is unavailable", body = ErrorResponse),
+    ),
+)]
 async fn rebuild(
     State(state): State<AppState>,
     user: AuthUser,
     ApiPath(name): ApiPath<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<RebuildStarted>), ApiError> {
     user.require_role(Role::Professor)?;
     state
         .projections
@@ -46,7 +88,10 @@ async fn rebuild(
     let name = Projections::find(&name).map_err(projections_error)?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"name": name, "state": "rebuilding"})),
+        Json(RebuildStarted {
+            name,
+            state: "rebuilding",
+        }),
     ))
 }
 

@@ -2,55 +2,68 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::error::ErrorResponse;
 use super::extract::{ApiJson, AuthUser, ClientIp};
+use super::openapi::tags;
 use super::{ApiError, AppState};
 use crate::identity::accounts::{self, Account, IdentityError, SessionTokens};
 use crate::identity::passwords::{hash_password, verify_password};
 use crate::identity::tokens::RefreshToken;
 use crate::identity::values::{DisplayName, Email, Password};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/auth/register", post(register))
-        .route("/api/auth/login", post(login))
-        .route("/api/auth/refresh", post(refresh))
-        .route("/api/auth/logout", post(logout))
-        .route("/api/auth/me", get(me))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(me))
 }
 
-#[derive(Deserialize)]
+/// Missing fields are reported, each by name, as a 400 (not as a
+/// deserialization error), hence the defaults.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct RegisterRequest {
     #[serde(default)]
+    #[schema(required = true, format = Email, max_length = 254)]
     email: String,
     #[serde(default)]
+    #[schema(required = true, min_length = 8, max_length = 128)]
     password: String,
     #[serde(default)]
+    #[schema(required = true, min_length = 1, max_length = 50)]
     display_name: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct LoginRequest {
     #[serde(default)]
+    #[schema(required = true)]
     email: String,
     #[serde(default)]
+    #[schema(required = true)]
     password: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct RefreshRequest {
     #[serde(default)]
+    #[schema(required = true)]
     refresh_token: String,
 }
 
-#[derive(Serialize)]
+/// A user and a fresh token pair.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct AuthResponse {
     user: Account,
@@ -68,11 +81,26 @@ impl AuthResponse {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct UserResponse {
     user: Account,
 }
 
+/// Creates an account (a STUDENT) and logs it in.
+#[utoipa::path(
+    post,
+    path = "/api/auth/register",
+    tag = tags::AUTH,
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Registered and logged in", body = AuthResponse),
+        (status = 400, description = "Invalid fields, each named in `fields`, or malformed JSON", body = ErrorResponse),
+        (status = 409, description = "The email is taken", body = ErrorResponse),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorResponse),
+        (status = 415, description = "The body is not JSON", body = ErrorResponse),
+        (status = 503, description = "The database is unavailable", body = ErrorResponse),
+    ),
+)]
 async fn register(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<RegisterRequest>,
@@ -102,6 +130,21 @@ async fn register(
     Ok((StatusCode::CREATED, Json(AuthResponse::new(user, tokens))))
 }
 
+/// Logs in; unknown email and wrong password get the same 401.
+#[utoipa::path(
+    post,
+    path = "/api/auth/login",
+    tag = tags::AUTH,
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in", body = AuthResponse),
+        (status = 400, description = "A field is missing, or malformed JSON", body = ErrorResponse),
+        (status = 401, description = "Wrong email or password", body = ErrorResponse),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorResponse),
+        (status = 415, description = "The body is not JSON", body = ErrorResponse),
+        (status = 503, description = "The database is unavailable", body = ErrorResponse),
+    ),
+)]
 async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -138,6 +181,22 @@ async fn login(
     Ok(Json(AuthResponse::new(account, tokens)))
 }
 
+/// Trades a refresh token for a new pair. Each refresh token works once; a
+/// reused one revokes its session.
+#[utoipa::path(
+    post,
+    path = "/api/auth/refresh",
+    tag = tags::AUTH,
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new token pair", body = AuthResponse),
+        (status = 400, description = "refreshToken is missing, or malformed JSON", body = ErrorResponse),
+        (status = 401, description = "Unknown, expired, revoked or reused refresh token", body = ErrorResponse),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorResponse),
+        (status = 415, description = "The body is not JSON", body = ErrorResponse),
+        (status = 503, description = "The database is unavailable", body = ErrorResponse),
+    ),
+)]
 async fn refresh(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<RefreshRequest>,
@@ -154,11 +213,35 @@ async fn refresh(
     Ok(Json(AuthResponse::new(user, tokens)))
 }
 
+/// Ends the session of the access token.
+#[utoipa::path(
+    post,
+    path = "/api/auth/logout",
+    tag = tags::AUTH,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 401, description = "No valid access token", body = ErrorResponse),
+        (status = 503, description = "The database is unavailable", body = ErrorResponse),
+    ),
+)]
 async fn logout(State(state): State<AppState>, user: AuthUser) -> Result<StatusCode, ApiError> {
     accounts::log_out(&state.pool, user.user_id, user.session_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The caller's account.
+#[utoipa::path(
+    get,
+    path = "/api/auth/me",
+    tag = tags::AUTH,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = UserResponse),
+        (status = 401, description = "No valid access token, or the account is gone", body = ErrorResponse),
+        (status = 503, description = "The database is unavailable", body = ErrorResponse),
+    ),
+)]
 async fn me(State(state): State<AppState>, user: AuthUser) -> Result<Json<UserResponse>, ApiError> {
     let account = accounts::find_account(&state.pool, user.user_id).await?;
     Ok(Json(UserResponse { user: account }))

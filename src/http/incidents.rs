@@ -9,16 +9,20 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{patch, post, put};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::error::ErrorResponse;
 use super::extract::{ApiJson, ApiPath, AuthUser};
+use super::openapi::tags;
 use super::{ApiError, AppState};
 use crate::commands::{CommandError, CommandOutcome};
 use crate::domain::{IncidentStatus, Location, Severity};
@@ -31,17 +35,19 @@ use crate::incident::{
 /// The response header carrying the offset of the command's event.
 pub const EVENT_OFFSET_HEADER: &str = "Event-Offset";
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/incidents", post(report))
-        .route("/api/incidents/{id}", put(update).delete(delete))
-        .route("/api/incidents/{id}/resolve", patch(resolve))
-        .route("/api/incidents/{id}/severity", patch(change_severity))
-        .route("/api/incidents/{id}/comments", post(add_comment))
+/// One `routes!` per path: it registers every listed handler on every
+/// listed path.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(report))
+        .routes(routes!(update, delete))
+        .routes(routes!(resolve))
+        .routes(routes!(change_severity))
+        .routes(routes!(add_comment))
 }
 
-/// An incident as the API shows it.
-#[derive(Serialize)]
+/// An incident as the write side has it after the command.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct IncidentView {
     id: Uuid,
@@ -57,6 +63,8 @@ struct IncidentView {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     resolved_at: Option<DateTime<Utc>>,
+    /// How many events the incident has had, this one included.
+    #[schema(minimum = 1)]
     version: u64,
 }
 
@@ -81,7 +89,7 @@ impl From<Incident> for IncidentView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CommentView {
     id: Uuid,
@@ -91,49 +99,69 @@ struct CommentView {
     created_at: DateTime<Utc>,
 }
 
-#[derive(Deserialize)]
+// Request fields arrive as raw strings and are parsed in the handler, so
+// that every bad field is named in one 400; `value_type` tells the document
+// what a valid value is.
+
+#[derive(Deserialize, ToSchema)]
 struct ReportRequest {
+    /// Trimmed; no control characters.
     #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 200)]
     title: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<String>, max_length = 5000)]
     description: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Severity, required = true)]
     severity: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Location, required = true)]
     location: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// Send at least one field; only the ones that change anything reach the
+/// event.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct UpdateRequest {
     #[serde(default)]
+    #[schema(value_type = String, min_length = 1, max_length = 200)]
     title: Option<String>,
     #[serde(default)]
+    #[schema(value_type = String, max_length = 5000)]
     description: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Location)]
     location: Option<String>,
+    /// `RESOLVED` is refused: resolve with `PATCH …/resolve`.
     #[serde(default)]
+    #[schema(value_type = IncidentStatus)]
     status: Option<String>,
     /// Absent: unchanged; `null`: unassign.
     #[serde(default, deserialize_with = "present_or_null")]
+    #[schema(value_type = Option<Uuid>)]
     assigned_to: Option<Option<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ResolveRequest {
     #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 2000)]
     resolution: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct SeverityRequest {
     #[serde(default)]
+    #[schema(value_type = Severity, required = true)]
     severity: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct CommentRequest {
     #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 2000)]
     body: Option<String>,
 }
 
@@ -185,6 +213,22 @@ fn actor(user: AuthUser) -> Actor {
     }
 }
 
+/// Reports an incident; the reporter is the caller.
+#[utoipa::path(
+    post,
+    path = "/api/incidents",
+    tag = tags::COMMANDS,
+    security(("bearer" = [])),
+    request_body = ReportRequest,
+    responses(
+        (status = 201, description = "Reported", body = IncidentView, headers(("Event-Offset" = u64, description = "Offset of the event on incident-events (a query's `minOffset`); absent when nothing changed"))),
+        (status = 400, description = "Invalid fields, each named in `fields`, or malformed JSON", body = ErrorResponse),
+        (status = 401, description = "No valid access token", body = ErrorResponse),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorResponse),
+        (status = 415, description = "The body is not JSON", body = ErrorResponse),
+        (status = 503, description = "The log is unavailable", body = ErrorResponse),
+    ),
+)]
 async fn report(
     State(state): State<AppState>,
     user: AuthUser,
@@ -216,6 +260,26 @@ async fn report(
     Ok(incident_response(StatusCode::CREATED, outcome))
 }
 
+/// Changes an incident's fields (reporter, or PREFECT and above).
+#[utoipa::path(
+    put,
+    path = "/api/incidents/{id}",
+    tag = tags::COMMANDS,
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The incident's id")),
+    request_body = UpdateRequest,
+    responses(
+        (status = 200, description = "The incident after the update", body = IncidentView, headers(("Event-Offset" = u64, description = "Offset of the event on incident-events (a query's `minOffset`); absent when nothing changed"))),
+        (status = 400, description = "Invalid fields, nothing to update, status RESOLVED, or malformed JSON", body = ErrorResponse),
+        (status = 401, description = "No valid access token", body = ErrorResponse),
+        (status = 403, description = "The caller's role or relation to the incident does not allow this", body = ErrorResponse),
+        (status = 404, description = "No such incident (unknown, deleted or not a UUID)", body = ErrorResponse),
+        (status = 409, description = "The incident is resolved, or another command on this incident won a race; retry", body = ErrorResponse),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorResponse),
+        (status = 415, description = "The body is not JSON", body = ErrorResponse),
+        (status = 503, description = "The log is unavailable", body = ErrorResponse),
+    ),
+)]
 async fn update(
     State(state): State<AppState>,
     user: AuthUser,
@@ -266,6 +330,26 @@ async fn update(
     Ok(incident_response(StatusCode::OK, outcome))
 }
 
+/// Resolves an incident (reporter, or PREFECT and above).
+#[utoipa::path(
+    patch,
+    path = "/api/incidents/{id}/resolve",
+    tag = tags::COMMANDS,
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The incident's id")),
+    request_body = ResolveRequest,
+    responses(
+        (status = 200, description = "The resolved incident", body = IncidentView, headers(("Event-Offset" = u64, description = "Offset of the event on incident-events (a query's `minOffset`); absent when nothing changed"))),
+        (status = 400, description = "Invalid fields, each named in `fields`, or malformed JSON", body = ErrorResponse),
+        (status = 401, description = "No valid access token", body = ErrorResponse),
+        (status = 403, description = "The caller's role or relation to the incident does not allow this", body = ErrorResponse),
+        (status = 404, description = "No such incident (unknown, deleted or not a UUID)", body = ErrorResponse),
+        (status = 409, description = "Already resolved, or another command on this incident won a race; retry", body = ErrorResponse),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorResponse),
+        (status = 415, description = "The body is not JSON", body = ErrorResponse),
+        (status = 503, description = "The log is unavailable", body = ErrorResponse),
+    ),
+)]
 async fn resolve(
     State(state): State<AppState>,
     user: AuthUser,
@@ -283,6 +367,27 @@ async fn resolve(
     Ok(incident_response(StatusCode::OK, outcome))
 }
 
+/// Changes an incident's severity: anyone may raise it, only PREFECT and
+/// above may lower it.
+#[utoipa::path(
+    patch,
+    path = "/api/incidents/{id}/severity",
+    tag = tags::COMMANDS,
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The incident's id")),
+    request_body = SeverityRequest,
+    responses(
+        (status = 200, description = "The incident with its new severity", body = IncidentView, headers(("Event-Offset" = u64, description = "Offset of the event on incident-events (a query's `minOffset`); absent when nothing changed"))),
+        (status = 400, description = "Invalid fields, each named in `fields`, or malformed JSON", body = ErrorResponse),
+        (status = 401, description = "No valid access token", body = ErrorResponse),
+        (status = 403, description = "The caller's role or relation to the incident does not allow this", body = ErrorResponse),
+        (status = 404, description = "No such incident (unknown, deleted or not a UUID)", body = ErrorResponse),
+        (status = 409, description = "The incident is resolved, or another command on this incident won a race; retry", body = ErrorResponse),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorResponse),
+        (status = 415, description = "The body is not JSON", body = ErrorResponse),
+        (status = 503, description = "The log is unavailable", body = ErrorResponse),
+    ),
+)]
 async fn change_severity(
     State(state): State<AppState>,
     user: AuthUser,
@@ -300,6 +405,22 @@ async fn change_severity(
     Ok(incident_response(StatusCode::OK, outcome))
 }
 
+/// Deletes an incident (reporter, or PROFESSOR).
+#[utoipa::path(
+    delete,
+    path = "/api/incidents/{id}",
+    tag = tags::COMMANDS,
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The incident's id")),
+    responses(
+        (status = 204, description = "Deleted", headers(("Event-Offset" = u64, description = "Offset of the event on incident-events (a query's `minOffset`); absent when nothing changed"))),
+        (status = 401, description = "No valid access token", body = ErrorResponse),
+        (status = 403, description = "The caller's role or relation to the incident does not allow this", body = ErrorResponse),
+        (status = 404, description = "No such incident (unknown, deleted or not a UUID)", body = ErrorResponse),
+        (status = 409, description = "Another command on this incident won a race; retry", body = ErrorResponse),
+        (status = 503, description = "The log is unavailable", body = ErrorResponse),
+    ),
+)]
 async fn delete(
     State(state): State<AppState>,
     user: AuthUser,
@@ -314,6 +435,25 @@ async fn delete(
     Ok((StatusCode::NO_CONTENT, offset_header(offset)).into_response())
 }
 
+/// Comments on an incident.
+#[utoipa::path(
+    post,
+    path = "/api/incidents/{id}/comments",
+    tag = tags::COMMANDS,
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The incident's id")),
+    request_body = CommentRequest,
+    responses(
+        (status = 201, description = "The comment", body = CommentView, headers(("Event-Offset" = u64, description = "Offset of the event on incident-events (a query's `minOffset`); absent when nothing changed"))),
+        (status = 400, description = "Invalid fields, each named in `fields`, or malformed JSON", body = ErrorResponse),
+        (status = 401, description = "No valid access token", body = ErrorResponse),
+        (status = 404, description = "No such incident (unknown, deleted or not a UUID)", body = ErrorResponse),
+        (status = 409, description = "Another command on this incident won a race; retry", body = ErrorResponse),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorResponse),
+        (status = 415, description = "The body is not JSON", body = ErrorResponse),
+        (status = 503, description = "The log is unavailable", body = ErrorResponse),
+    ),
+)]
 async fn add_comment(
     State(state): State<AppState>,
     user: AuthUser,

@@ -7,13 +7,15 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::error::ErrorResponse;
+use super::openapi::tags;
 use super::{ApiError, AppState};
 use crate::events::Event;
 use crate::log::Topic;
@@ -81,10 +83,21 @@ pub async fn record_request(
     response
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(metrics))
 }
 
+/// Prometheus metrics: projector offsets and lag, dead letters, outbox
+/// backlog, HTTP request counts and latencies.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = tags::SERVICE,
+    responses(
+        (status = 200, description = "The Prometheus text format (version 0.0.4)", body = String, content_type = "text/plain"),
+        (status = 503, description = "The database or the log is unavailable", body = ErrorResponse),
+    ),
+)]
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let mut out = String::new();
     let statuses = state

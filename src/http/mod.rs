@@ -12,6 +12,8 @@
 //! - [`replay`]: `GET /api/events/replay`, reading the log from an offset.
 //! - [`extract`]: JSON bodies, the authenticated user, the client address.
 //! - [`web`]: the built web page at `/` (the fallback for every other path).
+//! - [`openapi`]: the OpenAPI document (`GET /api/openapi.json`), generated
+//!   from the handlers, and Swagger UI (`GET /api/docs`).
 
 pub mod admin;
 pub mod auth;
@@ -21,6 +23,7 @@ pub mod health;
 pub mod incidents;
 pub mod metrics;
 pub mod notifications;
+pub mod openapi;
 pub mod queries;
 pub mod replay;
 pub mod schemas;
@@ -34,6 +37,7 @@ use axum::extract::DefaultBodyLimit;
 use sqlx::PgPool;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use error::ApiError;
 
@@ -60,11 +64,13 @@ pub struct AppState {
     pub web_dir: Arc<Path>,
 }
 
-/// The whole HTTP application.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// Every REST route, each registered together with its description in the
+/// OpenAPI document (see [`openapi`]).
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base_document())
         .merge(health::router())
         .merge(schemas::router())
+        .merge(openapi::router())
         .merge(auth::router())
         .merge(incidents::router())
         .merge(queries::router())
@@ -72,6 +78,12 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(metrics::router())
         .merge(replay::router())
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let (api, _document) = api_routes().split_for_parts();
+    api.merge(openapi::swagger_ui())
         .fallback(web::page_or_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -4,15 +4,19 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, patch};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::error::ErrorResponse;
 use super::extract::{ApiPath, ApiQuery, AuthUser};
+use super::openapi::tags;
 use super::queries::wait_for_projection;
 use super::{ApiError, AppState};
 use crate::domain::Role;
@@ -22,25 +26,36 @@ use marauders_projections::{AUDIT, NOTIFICATIONS};
 
 const MAX_PAGE: i64 = 100;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/notifications", get(list_notifications))
-        .route("/api/notifications/{id}/read", patch(mark_read))
-        .route("/api/audit", get(audit))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_notifications))
+        .routes(routes!(mark_read))
+        .routes(routes!(audit))
 }
 
-#[derive(Deserialize)]
+// Query values arrive as raw strings and are parsed in the handler, so that
+// every bad one is named in one 400; `value_type` tells the document what a
+// valid value is.
+
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct NotificationQuery {
+    /// Only unread notifications.
+    #[param(value_type = Option<bool>)]
     unread: Option<String>,
-    /// An `Event-Offset` of `incident-events` to wait for.
+    /// An `Event-Offset` of incident-events to wait (up to 2 s) for the
+    /// notifications projection to reach before reading.
+    #[param(value_type = Option<u64>, maximum = 9223372036854775807_u64)]
     min_offset: Option<String>,
 }
 
-#[derive(Serialize, sqlx::FromRow)]
+#[derive(Serialize, sqlx::FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct NotificationRow {
     id: Uuid,
+    /// `comment` (on your incident), `resolved` (your incident, by someone
+    /// else) or `critical` (an escalation, for professors).
     kind: String,
     incident_id: Uuid,
     message: String,
@@ -48,13 +63,27 @@ struct NotificationRow {
     read_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct NotificationList {
     items: Vec<NotificationRow>,
     unread_count: i64,
 }
 
+/// The caller's notifications, newest first (at most 200).
+#[utoipa::path(
+    get,
+    path = "/api/notifications",
+    tag = tags::NOTIFICATIONS,
+    security(("bearer" = [])),
+    params(NotificationQuery),
+    responses(
+        (status = 200, description = "The caller's notifications and how many are unread", body = NotificationList),
+        (status = 400, description = "Invalid query values, each named in `fields`; a `minOffset` the log has not reached", body = ErrorResponse),
+        (status = 401, description = "No valid access token", body = ErrorResponse),
+        (status = 503, description = "The projection has not reached `minOffset` within 2 s, or the database is unavailable", body = ErrorResponse),
+    ),
+)]
 async fn list_notifications(
     State(state): State<AppState>,
     user: AuthUser,
@@ -99,8 +128,21 @@ async fn list_notifications(
     }))
 }
 
-/// Only the owner may mark a notification; anyone else gets the same 404
-/// as for a notification that does not exist.
+/// Marks one of the caller's notifications read. Anyone else's gets the
+/// same 404 as one that does not exist.
+#[utoipa::path(
+    patch,
+    path = "/api/notifications/{id}/read",
+    tag = tags::NOTIFICATIONS,
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The notification's id")),
+    responses(
+        (status = 204, description = "Marked read (or it already was)"),
+        (status = 401, description = "No valid access token", body = ErrorResponse),
+        (status = 404, description = "None of the caller's notifications has this id", body = ErrorResponse),
+        (status = 503, description = "The database is unavailable", body = ErrorResponse),
+    ),
+)]
 async fn mark_read(
     State(state): State<AppState>,
     user: AuthUser,
@@ -121,30 +163,44 @@ async fn mark_read(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    #[param(value_type = Option<Uuid>)]
     user_id: Option<String>,
+    /// An auth-events event type, e.g. `user.logged_in`.
+    #[param(value_type = Option<String>)]
     event_type: Option<String>,
+    /// Page size (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// The `nextBeforeOffset` of the previous page.
+    #[param(value_type = Option<i64>, minimum = 0)]
     before_offset: Option<String>,
-    /// An offset of `auth-events` to wait for.
+    /// An offset of auth-events to wait (up to 2 s) for the audit
+    /// projection to reach before reading.
+    #[param(value_type = Option<u64>, maximum = 9223372036854775807_u64)]
     min_offset: Option<String>,
 }
 
-#[derive(Serialize, sqlx::FromRow)]
+#[derive(Serialize, sqlx::FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct AuditRow {
+    /// The event's offset on auth-events.
     #[sqlx(rename = "log_offset")]
+    #[schema(minimum = 0)]
     offset: i64,
     event_id: Uuid,
     event_type: String,
     user_id: Option<Uuid>,
+    /// The event's `data`.
+    #[schema(value_type = Object)]
     data: serde_json::Value,
     occurred_at: DateTime<Utc>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct AuditPage {
     items: Vec<AuditRow>,
@@ -152,7 +208,22 @@ struct AuditPage {
     next_before_offset: Option<i64>,
 }
 
-/// Newest first; filter by `userId` and `eventType`; page with `beforeOffset`.
+/// The auth-events audit log, newest first (PROFESSOR): filter by `userId`
+/// and `eventType`, page with `beforeOffset`.
+#[utoipa::path(
+    get,
+    path = "/api/audit",
+    tag = tags::NOTIFICATIONS,
+    security(("bearer" = [])),
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "A page of the audit log", body = AuditPage),
+        (status = 400, description = "Invalid query values, each named in `fields`; a `minOffset` the log has not reached", body = ErrorResponse),
+        (status = 401, description = "No valid access token", body = ErrorResponse),
+        (status = 403, description = "The caller is not a PROFESSOR", body = ErrorResponse),
+        (status = 503, description = "The projection has not reached `minOffset` within 2 s, or the database is unavailable", body = ErrorResponse),
+    ),
+)]
 async fn audit(
     State(state): State<AppState>,
     user: AuthUser,

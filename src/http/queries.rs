@@ -4,20 +4,25 @@
 //!
 //! Read-your-writes: every query takes `minOffset` (the `Event-Offset` a
 //! command returned) and waits — at most two seconds — until the read model
-//! has applied that offset; 503 if it has not by then.
+//! has applied that offset; 503 if it has not by then. An offset the log has
+//! not reached yet is a 400 at once: no command can have returned it.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use marauders_projections::{READ_MODEL, stored_offset};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::error::ErrorResponse;
 use super::extract::{ApiPath, ApiQuery, AuthUser};
+use super::openapi::tags;
 use super::{ApiError, AppState};
 use crate::domain::{IncidentStatus, Location, Severity};
 use crate::log::Topic;
@@ -26,38 +31,61 @@ const MAX_PAGE: i64 = 100;
 const DEFAULT_PAGE: i64 = 20;
 const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(2);
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/incidents", get(list_incidents))
-        .route("/api/incidents/{id}", get(get_incident))
-        .route("/api/incidents/{id}/comments", get(list_comments))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_incidents))
+        .routes(routes!(get_incident))
+        .routes(routes!(list_comments))
 }
 
-#[derive(Deserialize)]
+// Query values arrive as raw strings and are parsed in the handler, so that
+// every bad one is named in one 400; `value_type` tells the document what a
+// valid value is.
+
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    #[param(value_type = Option<IncidentStatus>)]
     status: Option<String>,
+    #[param(value_type = Option<Severity>)]
     severity: Option<String>,
+    #[param(value_type = Option<Location>)]
     location: Option<String>,
+    /// Page size (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// The `nextCursor` of the previous page.
+    #[param(value_type = Option<Uuid>)]
     cursor: Option<String>,
+    /// An `Event-Offset` of incident-events to wait (up to 2 s) for the read
+    /// model to reach before reading; 400 if the log has not reached it.
+    #[param(value_type = Option<u64>, maximum = 9223372036854775807_u64)]
     min_offset: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct ConsistencyQuery {
+    /// An `Event-Offset` of incident-events to wait (up to 2 s) for the read
+    /// model to reach before reading; 400 if the log has not reached it.
+    #[param(value_type = Option<u64>, maximum = 9223372036854775807_u64)]
     min_offset: Option<String>,
 }
 
-#[derive(Serialize, sqlx::FromRow)]
+/// An incident as the read model has it.
+#[derive(Serialize, sqlx::FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct IncidentRow {
     id: Uuid,
     title: String,
     description: Option<String>,
+    #[schema(value_type = Severity)]
     severity: String,
+    #[schema(value_type = Location)]
     location: String,
+    #[schema(value_type = IncidentStatus)]
     status: String,
     reported_by: Uuid,
     assigned_to: Option<Uuid>,
@@ -66,10 +94,11 @@ struct IncidentRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     resolved_at: Option<DateTime<Utc>>,
+    #[schema(minimum = 1)]
     version: i64,
 }
 
-#[derive(Serialize, sqlx::FromRow)]
+#[derive(Serialize, sqlx::FromRow, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CommentRow {
     id: Uuid,
@@ -79,7 +108,7 @@ struct CommentRow {
     created_at: DateTime<Utc>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct IncidentPage {
     items: Vec<IncidentRow>,
@@ -87,7 +116,7 @@ struct IncidentPage {
     next_cursor: Option<Uuid>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct CommentList {
     items: Vec<CommentRow>,
 }
@@ -96,6 +125,20 @@ const INCIDENT_COLUMNS: &str =
     "id, title, description, severity, location, status, reported_by, assigned_to,
     resolved_by, resolution, created_at, updated_at, resolved_at, version";
 
+/// Incidents, newest first, filtered and paged by keyset.
+#[utoipa::path(
+    get,
+    path = "/api/incidents",
+    tag = tags::QUERIES,
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of incidents", body = IncidentPage),
+        (status = 400, description = "Invalid query values, each named in `fields`; a `minOffset` the log has not reached", body = ErrorResponse),
+        (status = 401, description = "No valid access token", body = ErrorResponse),
+        (status = 503, description = "The read model has not reached `minOffset` within 2 s, or the database is unavailable", body = ErrorResponse),
+    ),
+)]
 async fn list_incidents(
     State(state): State<AppState>,
     _user: AuthUser,
@@ -158,6 +201,21 @@ async fn list_incidents(
     Ok(Json(IncidentPage { items, next_cursor }))
 }
 
+/// One incident.
+#[utoipa::path(
+    get,
+    path = "/api/incidents/{id}",
+    tag = tags::QUERIES,
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The incident's id"), ConsistencyQuery),
+    responses(
+        (status = 200, description = "The incident", body = IncidentRow),
+        (status = 400, description = "Invalid `minOffset`, or one the log has not reached", body = ErrorResponse),
+        (status = 401, description = "No valid access token", body = ErrorResponse),
+        (status = 404, description = "No such incident (unknown, deleted or not a UUID)", body = ErrorResponse),
+        (status = 503, description = "The read model has not reached `minOffset` within 2 s, or the database is unavailable", body = ErrorResponse),
+    ),
+)]
 async fn get_incident(
     State(state): State<AppState>,
     _user: AuthUser,
@@ -183,6 +241,21 @@ async fn get_incident(
         .ok_or_else(|| ApiError::NotFound("incident not found".into()))
 }
 
+/// An incident's comments, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/incidents/{id}/comments",
+    tag = tags::QUERIES,
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The incident's id"), ConsistencyQuery),
+    responses(
+        (status = 200, description = "The comments", body = CommentList),
+        (status = 400, description = "Invalid `minOffset`, or one the log has not reached", body = ErrorResponse),
+        (status = 401, description = "No valid access token", body = ErrorResponse),
+        (status = 404, description = "No such incident (unknown, deleted or not a UUID)", body = ErrorResponse),
+        (status = 503, description = "The read model has not reached `minOffset` within 2 s, or the database is unavailable", body = ErrorResponse),
+    ),
+)]
 async fn list_comments(
     State(state): State<AppState>,
     _user: AuthUser,
@@ -261,6 +334,13 @@ pub async fn wait_for_projection(
 
 /// Waits until `projector` has applied `min_offset` (its stored offset is
 /// past it), checking every 10 ms for at most two seconds.
+///
+/// # Errors
+///
+/// 400 when `min_offset` is at or past the log's end: a command returns an
+/// offset only once the log has it, so such a value was never returned, and
+/// waiting for it would only hold the request for two seconds. 503 when the
+/// projector does not get there in time.
 async fn wait_for_offset(
     state: &AppState,
     projector: &str,
@@ -271,9 +351,24 @@ async fn wait_for_offset(
         return Ok(());
     };
     let deadline = Instant::now() + READ_YOUR_WRITES_WAIT;
+    let mut log_end_checked = false;
     loop {
         if stored_offset(&state.pool, projector, topic).await? > min_offset {
             return Ok(());
+        }
+        if !log_end_checked {
+            // Only when not already there: the common case costs nothing.
+            let log_end = state.log.log_end(topic).await?;
+            if min_offset >= log_end {
+                let fields = BTreeMap::from([(
+                    "minOffset".to_owned(),
+                    format!(
+                        "{topic} ends at offset {log_end}: minOffset must be an offset it has (an Event-Offset)"
+                    ),
+                )]);
+                return Err(ApiError::invalid_fields(fields));
+            }
+            log_end_checked = true;
         }
         if Instant::now() >= deadline {
             return Err(ApiError::Unavailable(format!(

@@ -2,12 +2,16 @@
 //! offset — how a client that was away catches up (the seed's
 //! US-STREAM-003). Served straight from the log, not from a projection.
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::error::ErrorResponse;
 use super::extract::{ApiQuery, AuthUser};
+use super::openapi::{event_envelope_ref, tags};
 use super::{ApiError, AppState};
 use crate::domain::Role;
 use crate::events::Event;
@@ -18,22 +22,31 @@ pub const DEFAULT_REPLAY_LIMIT: u32 = 100;
 /// The most events one page returns; larger limits are capped to it.
 pub const MAX_REPLAY_LIMIT: u32 = 1000;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/events/replay", get(replay))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(replay))
 }
 
-/// Raw strings, parsed below so each bad value gets its own message.
-#[derive(Deserialize)]
+/// Raw strings, parsed below so each bad value gets its own message;
+/// `value_type` tells the document what a valid value is.
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct ReplayQuery {
+    /// Default `incident-events`; `auth-events` for PROFESSORs only.
+    #[param(value_type = Option<Topic>)]
     topic: Option<String>,
+    /// The first offset to read (default 0).
+    #[param(value_type = Option<u64>, maximum = 9223372036854775807_u64)]
     from_offset: Option<String>,
+    /// Events per page (default 100); larger limits are capped at 1000.
+    #[param(value_type = Option<u64>, minimum = 1)]
     limit: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ReplayPage {
+    #[schema(value_type = Topic)]
     topic: &'static str,
     events: Vec<ReplayedEvent>,
     /// Where to continue: one past the last offset read.
@@ -42,12 +55,31 @@ struct ReplayPage {
     caught_up: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ReplayedEvent {
     offset: u64,
+    /// The event as it is on the log (`EventEnvelope`, also served at
+    /// `/schemas/event-envelope.json`).
+    #[schema(schema_with = event_envelope_ref)]
     event: Event,
 }
 
+/// Reads a topic of the log from an offset: how a client that was away
+/// catches up. Served from the log itself, not from a projection.
+#[utoipa::path(
+    get,
+    path = "/api/events/replay",
+    tag = tags::REPLAY,
+    security(("bearer" = [])),
+    params(ReplayQuery),
+    responses(
+        (status = 200, description = "A page of events and where to continue", body = ReplayPage),
+        (status = 400, description = "Invalid query values, each named in `fields`", body = ErrorResponse),
+        (status = 401, description = "No valid access token", body = ErrorResponse),
+        (status = 403, description = "auth-events needs the PROFESSOR role", body = ErrorResponse),
+        (status = 503, description = "The log is unavailable", body = ErrorResponse),
+    ),
+)]
 async fn replay(
     State(state): State<AppState>,
     user: AuthUser,

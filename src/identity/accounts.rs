@@ -17,13 +17,15 @@ use crate::events::{
 use crate::outbox::insert_outbox_event;
 
 /// A user as the API shows it: no secrets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Account {
     pub id: Uuid,
+    #[schema(format = Email)]
     pub email: String,
     pub display_name: String,
     #[sqlx(try_from = "String")]
+    #[schema(value_type = Role)]
     pub role: RoleColumn,
 }
 

@@ -138,6 +138,14 @@ impl Workers {
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
                 shutdown.cancelled().await;
+                // Log every open connection's disconnect now: socketioxide
+                // runs disconnect handlers as tasks that may not get to run
+                // before the process ends.
+                for socket in gateway.io.sockets() {
+                    if let Some(session) = socket.extensions.get::<Arc<Session>>() {
+                        log_disconnect(&gateway, &socket, &session, "server shutting down");
+                    }
+                }
                 gateway.io.close().await;
                 presence_drain.cancel();
             })
@@ -199,6 +207,15 @@ async fn authenticate(
                 Refused::Unavailable
             }
         })?;
+    // Rooms of incidents that never existed would only put noise in the
+    // presence log; deleted ones stay, so their events up to the deletion
+    // are replayed.
+    let mut rooms = Vec::with_capacity(auth.rooms.len());
+    for incident in auth.rooms {
+        if gateway.write_model.incident(incident).await.is_some() {
+            rooms.push(incident);
+        }
+    }
     let user = Client {
         user_id: account.id,
         role: claims.role,
@@ -206,7 +223,7 @@ async fn authenticate(
     };
     socket
         .extensions
-        .insert(Arc::new(Session::new(user, auth.last_offset, &auth.rooms)));
+        .insert(Arc::new(Session::new(user, auth.last_offset, &rooms)));
     Ok(())
 }
 
@@ -287,16 +304,8 @@ fn register_handlers(gateway: &Arc<Gateway>, socket: &SocketRef, session: &Arc<S
             let Some(gateway) = weak.upgrade() else {
                 return;
             };
+            log_disconnect(&gateway, &socket, &session, &reason.to_string());
             gateway.typing.stop_all(&socket, None).await;
-            let user_id = session.user.user_id;
-            gateway.presence.publish(
-                EventPayload::UserDisconnected(UserDisconnected {
-                    user_id,
-                    socket_id: socket.id.to_string(),
-                    reason: reason.to_string(),
-                }),
-                user_id,
-            );
         },
     );
 }
@@ -346,6 +355,21 @@ async fn handle(
         Action::TypingStop => gateway.typing.stop(socket, incident).await,
     }
     Ack::ok()
+}
+
+/// Appends the connection's `user.disconnected`, once.
+fn log_disconnect(gateway: &Gateway, socket: &SocketRef, session: &Session, reason: &str) {
+    if session.mark_disconnected() {
+        let user_id = session.user.user_id;
+        gateway.presence.publish(
+            EventPayload::UserDisconnected(UserDisconnected {
+                user_id,
+                socket_id: socket.id.to_string(),
+                reason: reason.to_owned(),
+            }),
+            user_id,
+        );
+    }
 }
 
 fn publish_room_change(gateway: &Gateway, user_id: Uuid, incident: Uuid, joined: bool) {

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use socketioxide::extract::SocketRef;
 use uuid::Uuid;
@@ -34,6 +35,8 @@ pub struct Session {
     /// The `lastOffset` of the handshake.
     pub last_offset: Option<u64>,
     rooms: Mutex<Rooms>,
+    /// Whether its `user.disconnected` has been logged.
+    disconnected: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -55,6 +58,7 @@ impl Session {
                 incidents: rooms.iter().copied().collect(),
                 live: false,
             }),
+            disconnected: AtomicBool::new(false),
         }
     }
 
@@ -77,6 +81,12 @@ impl Session {
         let mut rooms = self.lock();
         rooms.live = true;
         join(&rooms.incidents);
+    }
+
+    /// True the first time only: the disconnect is logged once, whether the
+    /// client left or the server is shutting down.
+    pub fn mark_disconnected(&self) -> bool {
+        !self.disconnected.swap(true, Ordering::SeqCst)
     }
 
     /// Records a join; returns false when already in the room.

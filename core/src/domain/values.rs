@@ -14,12 +14,15 @@ pub struct UnknownValue {
 }
 
 /// Declares a closed enum whose wire form is SCREAMING_SNAKE_CASE, with
-/// `as_str`, `ALL`, `Display` and `FromStr` kept in one list so they cannot
-/// drift apart.
+/// `as_str`, `ALL`, `Display`, `FromStr` and its OpenAPI schema (derived
+/// from the same serde names) kept in one list so they cannot drift apart.
 macro_rules! wire_enum {
-    ($(#[$meta:meta])* $name:ident, $kind:literal { $($(#[$vmeta:meta])* $variant:ident => $wire:literal),+ $(,)? }) => {
+    // `$wire` is a `tt`, not a `literal`: a `literal` fragment reaches derive
+    // macros wrapped in an invisible group, which utoipa's derive does not
+    // read as a string, so the document showed the Rust variant names.
+    ($(#[$meta:meta])* $name:ident, $kind:literal { $($(#[$vmeta:meta])* $variant:ident => $wire:tt),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
         pub enum $name {
             $($(#[$vmeta])* #[serde(rename = $wire)] $variant),+
         }

@@ -92,6 +92,19 @@ impl FromStr for Topic {
     }
 }
 
+/// In the OpenAPI document a topic is its name, one of [`Topic::ALL`].
+impl utoipa::PartialSchema for Topic {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("A topic of the stream."))
+            .enum_values(Some(Topic::ALL.map(Topic::name)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Topic {}
+
 /// A message to append: an id (the event id) and its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogMessage {
