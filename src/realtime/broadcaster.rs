@@ -41,6 +41,18 @@ pub const MAX_REPLAY_EVENTS: u64 = 10_000;
 /// dropping the connection (the client then reconnects and replays again).
 const SLOW_CLIENT_WAIT: Duration = Duration::from_secs(2);
 
+/// How long a client whose `lastOffset` is ahead of this instance's
+/// broadcaster (but within the log) waits for it before being told the
+/// replay is incomplete.
+const AHEAD_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether a replay may wait for a connection whose send buffer is full.
+#[derive(Debug, Clone, Copy)]
+enum Pace {
+    WaitForSlowClient,
+    DropSlowClient,
+}
+
 /// What one [`Broadcaster::step`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -167,6 +179,7 @@ impl Broadcaster {
         // goes on meanwhile; each pass chases the position the broadcaster
         // had reached when it started.
         if replay.from.is_some() {
+            let ahead_deadline = tokio::time::Instant::now() + AHEAD_WAIT;
             loop {
                 let target = {
                     let mut position = self.position.lock().await;
@@ -175,8 +188,26 @@ impl Broadcaster {
                 if replay.settled(target) {
                     break;
                 }
-                self.replay_until(socket, session, &mut replay, target)
-                    .await?;
+                // A client may know an offset this instance has not
+                // broadcast yet (it read the log's end, or another instance
+                // answered its command): wait for the broadcaster rather
+                // than call the history missing.
+                if let Some(from) = replay.from
+                    && from > target
+                    && tokio::time::Instant::now() < ahead_deadline
+                    && from <= self.log.log_end(Topic::IncidentEvents).await?
+                {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                self.replay_until(
+                    socket,
+                    session,
+                    &mut replay,
+                    target,
+                    Pace::WaitForSlowClient,
+                )
+                .await?;
             }
         }
         // The switch-over: what is left below the position is replayed, and
@@ -184,7 +215,9 @@ impl Broadcaster {
         let mut position = self.position.lock().await;
         let target = self.known_position(&mut position).await?;
         if !replay.settled(target) {
-            self.replay_until(socket, session, &mut replay, target)
+            // Under the lock every other client's live delivery waits, so a
+            // slow client is dropped here rather than waited for.
+            self.replay_until(socket, session, &mut replay, target, Pace::DropSlowClient)
                 .await?;
         }
         let outcome = replay.outcome(target);
@@ -195,7 +228,7 @@ impl Broadcaster {
         if let Err(error) = sent {
             tracing::debug!(%error, "a connection closed during its replay");
         }
-        session.go_live(|rooms| {
+        session.go_live(socket, |rooms| {
             let mut all = vec![LIVE_ROOM.to_owned(), user_room(session.user.user_id)];
             all.extend(rooms.iter().map(|id| incident_room(*id)));
             socket.join(all);
@@ -212,6 +245,7 @@ impl Broadcaster {
         session: &Session,
         replay: &mut Replay,
         target: u64,
+        pace: Pace,
     ) -> Result<(), LogError> {
         let Some(mut from) = replay.from else {
             return Ok(());
@@ -261,7 +295,14 @@ impl Broadcaster {
                     continue;
                 };
                 if session.may_see(outgoing.audience) {
-                    deliver_replayed(socket, outgoing.name, &outgoing.payload).await;
+                    match pace {
+                        Pace::WaitForSlowClient => {
+                            deliver_replayed(socket, outgoing.name, &outgoing.payload).await
+                        }
+                        Pace::DropSlowClient => {
+                            deliver_live(socket, outgoing.name, &outgoing.payload)
+                        }
+                    }
                     replay.count += 1;
                 }
             }

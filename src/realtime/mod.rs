@@ -53,6 +53,9 @@ use wire::{Ack, HandshakeAuth, IncidentRef, MAX_HANDSHAKE_ROOMS, PresenceOnline,
 /// replays).
 const SEND_BUFFER: usize = 4096;
 
+/// How long shutdown waits for the connections to close.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What the socket handlers share.
 pub struct Gateway {
     io: SocketIo,
@@ -146,7 +149,14 @@ impl Workers {
                         log_disconnect(&gateway, &socket, &session, "server shutting down");
                     }
                 }
-                gateway.io.close().await;
+                // A transport that never finishes closing must not hold the
+                // whole shutdown.
+                if tokio::time::timeout(CLOSE_WAIT, gateway.io.close())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("some connections did not close in time");
+                }
                 presence_drain.cancel();
             })
         };

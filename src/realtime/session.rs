@@ -77,10 +77,11 @@ impl Session {
 
     /// Marks the connection live; `join` joins the Socket.IO rooms for the
     /// incidents recorded so far, under the same lock as later joins.
-    pub fn go_live(&self, join: impl FnOnce(&BTreeSet<Uuid>)) {
+    pub fn go_live(&self, socket: &SocketRef, join: impl FnOnce(&BTreeSet<Uuid>)) {
         let mut rooms = self.lock();
         rooms.live = true;
         join(&rooms.incidents);
+        leave_if_closed(socket);
     }
 
     /// True the first time only: the disconnect is logged once, whether the
@@ -95,6 +96,7 @@ impl Session {
         let added = rooms.incidents.insert(incident);
         if added && rooms.live {
             socket.join(incident_room(incident));
+            leave_if_closed(socket);
         }
         added
     }
@@ -114,5 +116,14 @@ impl Session {
         self.rooms
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// socketioxide removes a closing socket from its rooms once; a join that
+/// lands after that (a replay or a join racing the disconnect) would keep a
+/// dead socket in them for good.
+fn leave_if_closed(socket: &SocketRef) {
+    if !socket.connected() {
+        socket.leave_all();
     }
 }
