@@ -127,7 +127,12 @@ export class App {
     return {
       incidentEvent: (event, replayed) => this.receive(event, replayed),
       resync: (toOffset, fresh) => {
-        if (fresh) this.store.clear();
+        if (fresh) {
+          this.store.clear();
+          // Offsets seen before a reset may be beyond the log now; reads
+          // that wait for them would be refused.
+          this.readOffset = toOffset;
+        }
         void this.reloadBoard(toOffset);
         if (fresh && this.openId) void this.open(this.openId);
       },

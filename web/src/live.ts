@@ -186,6 +186,9 @@ export class LiveConnection {
       this.replaying = false;
       console.warn(`replay from ${info.fromOffset} incomplete: ${info.reason}`);
       this.lastOffset = null;
+      // The stored offset is what the server could not replay from: forget it
+      // even when the log is empty now (a reset environment).
+      localStorage.removeItem(lastOffsetKey(this.userId));
       if (info.toOffset !== null) this.advance(info.toOffset);
       this.handlers.resync(info.toOffset, true);
       this.handlers.state({ kind: 'resynced' });
