@@ -4,14 +4,10 @@
 //! memory per connected client.
 //!
 //! The service runs as its own process (the release `marauders-map`
-//! binary), so its memory is measured apart from the clients'. The fan-out
-//! clients speak just enough of the protocol (Engine.IO 4 over WebSocket,
-//! Socket.IO 5 connect with `auth`, ping/pong) to stay connected and note
-//! when each event arrives: a full client library per connection would
-//! spend more CPU than the server on a 2-core machine and measure itself.
-//! The replay is measured with a real client (`rust_socketio`). On a small
-//! machine the clients share the CPU with the server, which the numbers
-//! include. A measurement, not a test; it only talks to 127.0.0.1.
+//! binary), so its memory is measured apart from the clients'. Clients are
+//! real Socket.IO clients (`rust_socketio`) in this process; on a small
+//! machine they share the CPU with the server, which the numbers include.
+//! A measurement, not a test; it only talks to 127.0.0.1.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -23,12 +19,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::FutureExt;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Payload, TransportType};
 use serde_json::{Value, json};
 use support::{Figure, Row, print_figures, print_table};
-use tokio_tungstenite::tungstenite::Message;
 
 const CLIENT_COUNTS: [usize; 3] = [1, 100, 1000];
 const REPLAY_RUNS: usize = 40;
@@ -147,62 +142,7 @@ impl Drop for Server {
     }
 }
 
-/// A lean Socket.IO connection that notes when each `incident:created`
-/// arrives; returns once the server has accepted it. It lives until the
-/// server closes it.
-async fn lean_client(server: &Server, token: &str, receipts: Receipts) {
-    let url = format!(
-        "{}/socket.io/?EIO=4&transport=websocket",
-        server.address.replace("http://", "ws://")
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let open = socket.next().await.unwrap().unwrap();
-    assert!(open.to_text().unwrap().starts_with('0'), "Engine.IO open");
-    socket
-        .send(Message::text(format!("40{}", json!({ "token": token }))))
-        .await
-        .unwrap();
-    loop {
-        let message = socket.next().await.unwrap().unwrap();
-        let text = message.to_text().unwrap();
-        assert!(!text.starts_with("44"), "refused: {text}");
-        if text.starts_with("40") {
-            break;
-        }
-    }
-    tokio::spawn(async move {
-        while let Some(Ok(message)) = socket.next().await {
-            let received = Instant::now();
-            let Ok(text) = message.to_text() else {
-                continue;
-            };
-            if text == "2" {
-                let _ = socket.send(Message::text("3")).await;
-            } else if let Some(event) = text.strip_prefix("42[\"incident:created\",")
-                && let Some(offset) = offset_in(event)
-            {
-                receipts
-                    .lock()
-                    .unwrap()
-                    .entry(offset)
-                    .or_default()
-                    .push(received);
-            }
-        }
-    });
-}
-
-/// The `offset` field of an event payload, without parsing the rest.
-fn offset_in(payload: &str) -> Option<u64> {
-    let start = payload.find("\"offset\":")? + "\"offset\":".len();
-    let digits: String = payload[start..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
-}
-
-/// A real client that notes when each `incident:created` arrives, and
+/// A live client that notes when each `incident:created` arrives, and
 /// signals `replay:complete`.
 async fn client(
     server: &Server,
@@ -252,11 +192,10 @@ async fn run() {
     }
     let rss_before = server.rss_bytes();
     let receipts: Receipts = Arc::default();
-    let mut connected = 0;
+    let mut clients = Vec::new();
     for &count in &CLIENT_COUNTS {
-        while connected < count {
-            lean_client(&server, &token, receipts.clone()).await;
-            connected += 1;
+        while clients.len() < count {
+            clients.push(client(&server, json!({"token": token}), receipts.clone(), None).await);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         if count == 1000 {
@@ -308,6 +247,9 @@ async fn run() {
             metric: format!("receipts before the ack, {count} clients"),
             value: format!("{early}"),
         });
+    }
+    for client in clients.drain(..) {
+        let _ = client.disconnect().await;
     }
 
     // Replay: a client that missed 100 events reconnects; against one that
