@@ -45,7 +45,10 @@ export class IncidentView {
   show(incident: Incident, comments: Comment[]): void {
     this.stopTyping();
     this.incidentId = incident.id;
-    this.comments = new Map(comments.map((comment) => [comment.id, comment]));
+    // A comment:added that arrived while the incident was loading may be
+    // newer than the fetched list: keep it.
+    const arrivedWhileLoading = [...this.comments.values()].filter((comment) => comment.incidentId === incident.id);
+    this.comments = new Map([...arrivedWhileLoading, ...comments].map((comment) => [comment.id, comment]));
     this.typists.forEach(({ timer }) => window.clearTimeout(timer));
     this.typists.clear();
     this.message.textContent = '';
