@@ -179,6 +179,29 @@ async fn joining_needs_an_existing_incident_and_a_well_formed_payload() {
         .request("typing:start", json!({"incidentId": Uuid::now_v7()}))
         .await;
     assert_eq!(typing_outside["error"]["code"], "not_in_room");
+
+    // At most 100 rooms per connection; leaving one makes room again.
+    let mut incidents = Vec::new();
+    for n in 0..101 {
+        incidents.push(report(&app, &token, &format!("Room {n}")).await.0);
+    }
+    for incident in &incidents[..100] {
+        let joined = socket
+            .request("incident:join", json!({ "incidentId": incident }))
+            .await;
+        assert_eq!(joined, json!({"ok": true}));
+    }
+    let one_too_many = socket
+        .request("incident:join", json!({"incidentId": incidents[100]}))
+        .await;
+    assert_eq!(one_too_many["error"]["code"], "too_many_rooms");
+    socket
+        .request("incident:leave", json!({"incidentId": incidents[0]}))
+        .await;
+    let after_leaving = socket
+        .request("incident:join", json!({"incidentId": incidents[100]}))
+        .await;
+    assert_eq!(after_leaving, json!({"ok": true}));
 }
 
 #[tokio::test]

@@ -346,8 +346,18 @@ async fn handle(
             if !exists {
                 return Ack::error("not_found", "no such incident");
             }
-            if session.join(socket, incident) {
-                publish_room_change(gateway, user_id, incident, true);
+            match session.join(socket, incident) {
+                Ok(true) => publish_room_change(gateway, user_id, incident, true),
+                Ok(false) => {}
+                Err(session::TooManyRooms) => {
+                    return Ack::error(
+                        "too_many_rooms",
+                        format!(
+                            "a connection can be in at most {} incident rooms; leave one first",
+                            session::MAX_ROOMS_PER_CONNECTION
+                        ),
+                    );
+                }
             }
         }
         Action::Leave => {

@@ -10,6 +10,14 @@ use uuid::Uuid;
 use super::wire::{Audience, OnlineUser, incident_room};
 use crate::domain::Role;
 
+/// The most incident rooms one connection may be in: a board shows at most
+/// this many incidents, and every room costs memory and a presence event.
+pub const MAX_ROOMS_PER_CONNECTION: usize = super::wire::MAX_HANDSHAKE_ROOMS;
+
+/// A join refused because the connection is in too many rooms.
+#[derive(Debug)]
+pub struct TooManyRooms;
+
 /// The authenticated user behind a connection.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -90,15 +98,22 @@ impl Session {
         !self.disconnected.swap(true, Ordering::SeqCst)
     }
 
-    /// Records a join; returns false when already in the room.
-    pub fn join(&self, socket: &SocketRef, incident: Uuid) -> bool {
+    /// Records a join: `Ok(false)` when already in the room, `Err` when the
+    /// connection is in [`MAX_ROOMS_PER_CONNECTION`] rooms already.
+    pub fn join(&self, socket: &SocketRef, incident: Uuid) -> Result<bool, TooManyRooms> {
         let mut rooms = self.lock();
-        let added = rooms.incidents.insert(incident);
-        if added && rooms.live {
+        if rooms.incidents.contains(&incident) {
+            return Ok(false);
+        }
+        if rooms.incidents.len() >= MAX_ROOMS_PER_CONNECTION {
+            return Err(TooManyRooms);
+        }
+        rooms.incidents.insert(incident);
+        if rooms.live {
             socket.join(incident_room(incident));
             leave_if_closed(socket);
         }
-        added
+        Ok(true)
     }
 
     /// Records a leave; returns false when not in the room.
