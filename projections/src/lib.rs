@@ -32,4 +32,5 @@ pub use read_model::{READ_MODEL, ReadModelProjector};
 pub use rebuild::{RebuildProgress, RebuildReport, rebuild_projection};
 pub use runtime::{
     HEARTBEAT_INTERVAL, ProjectionError, Projector, ProjectorRunner, StepOutcome, stored_offset,
+    wait_until_applied,
 };

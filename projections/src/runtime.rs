@@ -229,6 +229,29 @@ impl<P: Projector> ProjectorRunner<P> {
     }
 }
 
+/// Waits until `projector` has applied `offset` of `topic` (its stored
+/// offset is past it), checking every 10 ms; false if it has not within
+/// `max_wait`. Read-your-writes queries and the real-time notification
+/// pusher both wait this way.
+pub async fn wait_until_applied(
+    pool: &PgPool,
+    projector: &str,
+    topic: Topic,
+    offset: u64,
+    max_wait: Duration,
+) -> Result<bool, sqlx::Error> {
+    let deadline = tokio::time::Instant::now() + max_wait;
+    loop {
+        if stored_offset(pool, projector, topic).await? > offset {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Where `projector` will read `topic` next (0 if it never ran).
 pub async fn stored_offset(
     pool: &PgPool,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use marauders_projections::{READ_MODEL, stored_offset};
+use marauders_projections::{READ_MODEL, stored_offset, wait_until_applied};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -351,30 +351,26 @@ async fn wait_for_offset(
         return Ok(());
     };
     let deadline = Instant::now() + READ_YOUR_WRITES_WAIT;
-    let mut log_end_checked = false;
-    loop {
-        if stored_offset(&state.pool, projector, topic).await? > min_offset {
-            return Ok(());
-        }
-        if !log_end_checked {
-            // Only when not already there: the common case costs nothing.
-            let log_end = state.log.log_end(topic).await?;
-            if min_offset >= log_end {
-                let fields = BTreeMap::from([(
-                    "minOffset".to_owned(),
-                    format!(
-                        "{topic} ends at offset {log_end}: minOffset must be an offset it has (an Event-Offset)"
-                    ),
-                )]);
-                return Err(ApiError::invalid_fields(fields));
-            }
-            log_end_checked = true;
-        }
-        if Instant::now() >= deadline {
-            return Err(ApiError::Unavailable(format!(
-                "{projector} has not reached offset {min_offset} of {topic} within {READ_YOUR_WRITES_WAIT:?}"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    if stored_offset(&state.pool, projector, topic).await? > min_offset {
+        return Ok(());
+    }
+    // Only when not already there: the common case costs nothing.
+    let log_end = state.log.log_end(topic).await?;
+    if min_offset >= log_end {
+        let fields = BTreeMap::from([(
+            "minOffset".to_owned(),
+            format!(
+                "{topic} ends at offset {log_end}: minOffset must be an offset it has (an Event-Offset)"
+            ),
+        )]);
+        return Err(ApiError::invalid_fields(fields));
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    if wait_until_applied(&state.pool, projector, topic, min_offset, left).await? {
+        Ok(())
+    } else {
+        Err(ApiError::Unavailable(format!(
+            "{projector} has not reached offset {min_offset} of {topic} within {READ_YOUR_WRITES_WAIT:?}"
+        )))
     }
 }

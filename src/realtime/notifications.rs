@@ -9,11 +9,10 @@
 
 use std::time::Duration;
 
-use marauders_projections::{NOTIFICATIONS, stored_offset};
+use marauders_projections::{NOTIFICATIONS, wait_until_applied};
 use socketioxide::SocketIo;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -60,16 +59,20 @@ impl NotificationPusher {
 
     /// Delivers the notifications event `event_id` (at `offset`) produced.
     pub async fn push(&self, offset: u64, event_id: Uuid) -> Result<usize, sqlx::Error> {
-        let deadline = Instant::now() + PROJECTION_WAIT;
-        while stored_offset(&self.pool, NOTIFICATIONS, Topic::IncidentEvents).await? <= offset {
-            if Instant::now() >= deadline {
-                tracing::warn!(
-                    offset,
-                    "the notifications projection is behind; push skipped"
-                );
-                return Ok(0);
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let applied = wait_until_applied(
+            &self.pool,
+            NOTIFICATIONS,
+            Topic::IncidentEvents,
+            offset,
+            PROJECTION_WAIT,
+        )
+        .await?;
+        if !applied {
+            tracing::warn!(
+                offset,
+                "the notifications projection is behind; push skipped"
+            );
+            return Ok(0);
         }
         let rows: Vec<NewNotification> = sqlx::query_as(
             "SELECT id, user_id, kind, incident_id, message, created_at, read_at
