@@ -491,11 +491,15 @@ async fn wait_for_online(
 
 /// The presence-events topic, as envelopes.
 async fn app_log(app: &TestApp) -> Vec<Value> {
-    let log = marauders_map::log::EventLog::open(marauders_map::log::LogConfig::Postgres(
-        app.database.pool.clone(),
-    ))
-    .await
-    .unwrap();
+    presence_events(&app.database.pool).await
+}
+
+/// The presence-events topic of the embedded log in `pool`, as envelopes.
+async fn presence_events(pool: &sqlx::PgPool) -> Vec<Value> {
+    let log =
+        marauders_map::log::EventLog::open(marauders_map::log::LogConfig::Postgres(pool.clone()))
+            .await
+            .unwrap();
     log.read(Topic::PresenceEvents, 0, 1000)
         .await
         .unwrap()
@@ -684,18 +688,7 @@ async fn a_server_shutting_down_logs_the_disconnect_of_every_open_connection() {
 
     let (database, _) = app.stop().await;
 
-    let log = marauders_map::log::EventLog::open(marauders_map::log::LogConfig::Postgres(
-        database.pool.clone(),
-    ))
-    .await
-    .unwrap();
-    let events: Vec<Value> = log
-        .read(Topic::PresenceEvents, 0, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|record| serde_json::from_slice(&record.payload).unwrap())
-        .collect();
+    let events = presence_events(&database.pool).await;
     let disconnects: Vec<&Value> = events
         .iter()
         .filter(|event| event["eventType"] == "user.disconnected")
