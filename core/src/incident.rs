@@ -162,20 +162,120 @@ pub enum IncidentCommand {
     },
 }
 
-/// Why a command was refused. Nothing is appended for a rejected command.
+/// Why a command was refused: one variant per rule of [`decide`], each
+/// with the message a person reads. Nothing is appended for a rejected
+/// command. [`Rejection::rule`] names the rule for machines (and tests).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
-    /// Unknown or deleted incident.
+    /// Unknown or deleted incident (every command but a report).
     #[error("incident not found")]
     NotFound,
-    #[error("{0}")]
-    Forbidden(String),
-    /// The command contradicts the incident's state.
-    #[error("{0}")]
-    Conflict(String),
-    /// The command is not meaningful (e.g. RESOLVED as an update status).
-    #[error("{0}")]
-    Invalid(String),
+    /// A report for an id the fold already knows (even a deleted one).
+    #[error("incident {id} already exists")]
+    AlreadyExists { id: Uuid },
+    /// Update: the caller neither reported it nor is PREFECT or above.
+    #[error("only the reporter or a PREFECT or PROFESSOR may update this incident")]
+    UpdateNeedsReporterOrStaff,
+    /// Update: `RESOLVED` is reached by resolving, never by an update.
+    #[error("status RESOLVED is set by resolving the incident")]
+    ResolvedOnlyByResolving,
+    /// Update of a resolved incident: resolved is final.
+    #[error("a resolved incident cannot be updated")]
+    ResolvedCannotBeUpdated,
+    /// Resolve: the caller neither reported it nor is PREFECT or above.
+    #[error("only the reporter or a PREFECT or PROFESSOR may resolve this incident")]
+    ResolveNeedsReporterOrStaff,
+    /// Resolve of a resolved incident.
+    #[error("the incident is already resolved")]
+    AlreadyResolved,
+    /// Severity change of a resolved incident, up or down.
+    #[error("a resolved incident's severity cannot change")]
+    ResolvedSeverityIsFinal,
+    /// Lowering a severity: only PREFECT or above (anyone may raise it).
+    #[error("only a PREFECT or PROFESSOR may lower a severity")]
+    LoweringSeverityNeedsStaff,
+    /// Delete: the caller neither reported it nor is a PROFESSOR.
+    #[error("only the reporter or a PROFESSOR may delete this incident")]
+    DeleteNeedsReporterOrProfessor,
+}
+
+impl Rejection {
+    /// The rule that refused the command.
+    pub fn rule(&self) -> Rule {
+        match self {
+            Rejection::NotFound => Rule::NotFound,
+            Rejection::AlreadyExists { .. } => Rule::AlreadyExists,
+            Rejection::UpdateNeedsReporterOrStaff => Rule::UpdateNeedsReporterOrStaff,
+            Rejection::ResolvedOnlyByResolving => Rule::ResolvedOnlyByResolving,
+            Rejection::ResolvedCannotBeUpdated => Rule::ResolvedCannotBeUpdated,
+            Rejection::ResolveNeedsReporterOrStaff => Rule::ResolveNeedsReporterOrStaff,
+            Rejection::AlreadyResolved => Rule::AlreadyResolved,
+            Rejection::ResolvedSeverityIsFinal => Rule::ResolvedSeverityIsFinal,
+            Rejection::LoweringSeverityNeedsStaff => Rule::LoweringSeverityNeedsStaff,
+            Rejection::DeleteNeedsReporterOrProfessor => Rule::DeleteNeedsReporterOrProfessor,
+        }
+    }
+}
+
+/// The stable name of a rule that can refuse a command, as clients see it
+/// in an error's `rule` field (`"already_resolved"`). Every [`Rejection`]
+/// has one; so does the version rule of [`IncidentFold`], which voids the
+/// event of a command that lost a race ([`Rule::LostRace`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    NotFound,
+    AlreadyExists,
+    UpdateNeedsReporterOrStaff,
+    ResolvedOnlyByResolving,
+    ResolvedCannotBeUpdated,
+    ResolveNeedsReporterOrStaff,
+    AlreadyResolved,
+    ResolvedSeverityIsFinal,
+    LoweringSeverityNeedsStaff,
+    DeleteNeedsReporterOrProfessor,
+    /// Another command on the same incident reached the log first with the
+    /// same version; the fold voided this command's event.
+    LostRace,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 11] = [
+        Rule::NotFound,
+        Rule::AlreadyExists,
+        Rule::UpdateNeedsReporterOrStaff,
+        Rule::ResolvedOnlyByResolving,
+        Rule::ResolvedCannotBeUpdated,
+        Rule::ResolveNeedsReporterOrStaff,
+        Rule::AlreadyResolved,
+        Rule::ResolvedSeverityIsFinal,
+        Rule::LoweringSeverityNeedsStaff,
+        Rule::DeleteNeedsReporterOrProfessor,
+        Rule::LostRace,
+    ];
+
+    /// The wire name, e.g. `"lowering_severity_needs_staff"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::NotFound => "not_found",
+            Rule::AlreadyExists => "already_exists",
+            Rule::UpdateNeedsReporterOrStaff => "update_needs_reporter_or_staff",
+            Rule::ResolvedOnlyByResolving => "resolved_only_by_resolving",
+            Rule::ResolvedCannotBeUpdated => "resolved_cannot_be_updated",
+            Rule::ResolveNeedsReporterOrStaff => "resolve_needs_reporter_or_staff",
+            Rule::AlreadyResolved => "already_resolved",
+            Rule::ResolvedSeverityIsFinal => "resolved_severity_is_final",
+            Rule::LoweringSeverityNeedsStaff => "lowering_severity_needs_staff",
+            Rule::DeleteNeedsReporterOrProfessor => "delete_needs_reporter_or_professor",
+            Rule::LostRace => "lost_race",
+        }
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What `decide` allows: the event to append, or nothing when the command
@@ -203,7 +303,7 @@ pub fn decide(
         return decide_on_existing(incident, command, actor, now);
     };
     if state.is_some() {
-        return Err(Rejection::Conflict(format!("incident {id} already exists")));
+        return Err(Rejection::AlreadyExists { id });
     }
     Ok(Some(EventPayload::IncidentCreated(IncidentCreated {
         id,
@@ -236,19 +336,13 @@ fn decide_on_existing(
         IncidentCommand::Report { .. } => unreachable!("handled by decide"),
         IncidentCommand::Update(changes) => {
             if !(is_reporter || actor.role >= Role::Prefect) {
-                return Err(Rejection::Forbidden(
-                    "only the reporter or a PREFECT or PROFESSOR may update this incident".into(),
-                ));
+                return Err(Rejection::UpdateNeedsReporterOrStaff);
             }
             if changes.status == Some(IncidentStatus::Resolved) {
-                return Err(Rejection::Invalid(
-                    "status RESOLVED is set by resolving the incident".into(),
-                ));
+                return Err(Rejection::ResolvedOnlyByResolving);
             }
             if resolved {
-                return Err(Rejection::Conflict(
-                    "a resolved incident cannot be updated".into(),
-                ));
+                return Err(Rejection::ResolvedCannotBeUpdated);
             }
             let title = changes.title.map(|t| t.0).filter(|t| *t != incident.title);
             let description = changes
@@ -277,14 +371,10 @@ fn decide_on_existing(
         }
         IncidentCommand::Resolve { resolution } => {
             if !(is_reporter || actor.role >= Role::Prefect) {
-                return Err(Rejection::Forbidden(
-                    "only the reporter or a PREFECT or PROFESSOR may resolve this incident".into(),
-                ));
+                return Err(Rejection::ResolveNeedsReporterOrStaff);
             }
             if resolved {
-                return Err(Rejection::Conflict(
-                    "the incident is already resolved".into(),
-                ));
+                return Err(Rejection::AlreadyResolved);
             }
             Ok(Some(EventPayload::IncidentResolved(IncidentResolved {
                 id: incident.id,
@@ -295,17 +385,13 @@ fn decide_on_existing(
         }
         IncidentCommand::ChangeSeverity { severity } => {
             if resolved {
-                return Err(Rejection::Conflict(
-                    "a resolved incident's severity cannot change".into(),
-                ));
+                return Err(Rejection::ResolvedSeverityIsFinal);
             }
             if severity == incident.severity {
                 return Ok(None);
             }
             if severity < incident.severity && actor.role < Role::Prefect {
-                return Err(Rejection::Forbidden(
-                    "only a PREFECT or PROFESSOR may lower a severity".into(),
-                ));
+                return Err(Rejection::LoweringSeverityNeedsStaff);
             }
             Ok(Some(EventPayload::SeverityEscalated(SeverityEscalated {
                 incident_id: incident.id,
@@ -316,9 +402,7 @@ fn decide_on_existing(
         }
         IncidentCommand::Delete => {
             if !(is_reporter || actor.role >= Role::Professor) {
-                return Err(Rejection::Forbidden(
-                    "only the reporter or a PROFESSOR may delete this incident".into(),
-                ));
+                return Err(Rejection::DeleteNeedsReporterOrProfessor);
             }
             Ok(Some(EventPayload::IncidentDeleted(IncidentDeleted {
                 id: incident.id,
@@ -485,5 +569,20 @@ impl IncidentFold {
 
     pub fn is_empty(&self) -> bool {
         self.incidents.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rules_name_is_its_wire_form() {
+        for rule in Rule::ALL {
+            assert_eq!(
+                serde_json::to_value(rule).unwrap(),
+                serde_json::Value::from(rule.as_str())
+            );
+        }
     }
 }

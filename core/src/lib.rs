@@ -13,7 +13,9 @@
 //! - [`incident`]: the Incident aggregate as pure functions — `decide`
 //!   (command → event or rejection) and `evolve` (state + event → state) —
 //!   and [`incident::IncidentFold`], the one fold with the version rule
-//!   that the write side and every projector share.
+//!   that the write side and every projector share. Each rule that can
+//!   refuse a command is named: [`incident::Rejection`] and
+//!   [`incident::Rule`].
 //! - [`log`]: the append-only log — stream `marauders-map`, topics
 //!   `incident-events`, `presence-events`, `auth-events` — behind one
 //!   interface ([`log::EventLog`]) with two backends: Apache Iggy

@@ -19,8 +19,7 @@ use marauders_core::events::{
 };
 use marauders_core::incident::{
     Actor, CommentBody, Decision, Description, FoldOutcome, Incident, IncidentChanges,
-    IncidentCommand, IncidentFold, IncidentTitle, Rejection, Resolution, decide,
-    incident_and_version,
+    IncidentCommand, IncidentFold, IncidentTitle, Resolution, Rule, decide, incident_and_version,
 };
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
@@ -183,23 +182,18 @@ fn scenario() -> impl Strategy<Value = Scenario> {
 
 // ---- the model ---------------------------------------------------------------
 
-/// What a decision came to, without its payload.
+/// What a decision came to, without its payload: refused by a named rule,
+/// accepted with nothing to append, or appended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
-    NotFound,
-    Forbidden,
-    Conflict,
-    Invalid,
+    Refused(Rule),
     Nothing,
     Appended,
 }
 
 fn outcome_of(decision: &Decision) -> Outcome {
     match decision {
-        Err(Rejection::NotFound) => Outcome::NotFound,
-        Err(Rejection::Forbidden(_)) => Outcome::Forbidden,
-        Err(Rejection::Conflict(_)) => Outcome::Conflict,
-        Err(Rejection::Invalid(_)) => Outcome::Invalid,
+        Err(rejection) => Outcome::Refused(rejection.rule()),
         Ok(None) => Outcome::Nothing,
         Ok(Some(_)) => Outcome::Appended,
     }
@@ -284,7 +278,7 @@ fn model(
     } = cmd
     {
         if before.is_some() {
-            return (vec![Conflict], None);
+            return (vec![Refused(Rule::AlreadyExists)], None);
         }
         let created = Incident {
             id,
@@ -306,7 +300,7 @@ fn model(
         return (vec![Appended], Some(created));
     }
     let Some(current) = before.filter(|incident| !incident.deleted) else {
-        return (vec![NotFound], None);
+        return (vec![Refused(Rule::NotFound)], None);
     };
     let reporter = current.reported_by == actor.user_id;
     let prefect = actor.role >= Role::Prefect;
@@ -325,13 +319,13 @@ fn model(
             assign,
         } => {
             if !(reporter || prefect) {
-                refusals.push(Forbidden);
+                refusals.push(Refused(Rule::UpdateNeedsReporterOrStaff));
             }
             if *status == Some(IncidentStatus::Resolved) {
-                refusals.push(Invalid);
+                refusals.push(Refused(Rule::ResolvedOnlyByResolving));
             }
             if resolved {
-                refusals.push(Conflict);
+                refusals.push(Refused(Rule::ResolvedCannotBeUpdated));
             }
             if let Some(title) = title {
                 next.title = nonblank(title).unwrap();
@@ -359,10 +353,10 @@ fn model(
         }
         Cmd::Resolve { resolution } => {
             if !(reporter || prefect) {
-                refusals.push(Forbidden);
+                refusals.push(Refused(Rule::ResolveNeedsReporterOrStaff));
             }
             if resolved {
-                refusals.push(Conflict);
+                refusals.push(Refused(Rule::AlreadyResolved));
             }
             next.status = IncidentStatus::Resolved;
             next.resolved_by = Some(actor.user_id);
@@ -371,20 +365,20 @@ fn model(
         }
         Cmd::ChangeSeverity(severity) => {
             if resolved {
-                refusals.push(Conflict);
+                refusals.push(Refused(Rule::ResolvedSeverityIsFinal));
             }
             if *severity == current.severity {
                 // Setting the severity it has changes nothing; on a resolved
                 // incident a conflict is right too.
                 refusals.push(Nothing);
             } else if *severity < current.severity && !prefect {
-                refusals.push(Forbidden);
+                refusals.push(Refused(Rule::LoweringSeverityNeedsStaff));
             }
             next.severity = *severity;
         }
         Cmd::Delete => {
             if !(reporter || actor.role >= Role::Professor) {
-                refusals.push(Forbidden);
+                refusals.push(Refused(Rule::DeleteNeedsReporterOrProfessor));
             }
             next.deleted = true;
         }

@@ -153,15 +153,27 @@ impl Desk {
 }
 
 fn forbidden(decision: Decision) -> bool {
-    matches!(decision, Err(Rejection::Forbidden(_)))
+    matches!(
+        decision,
+        Err(Rejection::UpdateNeedsReporterOrStaff
+            | Rejection::ResolveNeedsReporterOrStaff
+            | Rejection::LoweringSeverityNeedsStaff
+            | Rejection::DeleteNeedsReporterOrProfessor)
+    )
 }
 
 fn conflict(decision: Decision) -> bool {
-    matches!(decision, Err(Rejection::Conflict(_)))
+    matches!(
+        decision,
+        Err(Rejection::AlreadyExists { .. }
+            | Rejection::ResolvedCannotBeUpdated
+            | Rejection::AlreadyResolved
+            | Rejection::ResolvedSeverityIsFinal)
+    )
 }
 
 fn invalid(decision: Decision) -> bool {
-    matches!(decision, Err(Rejection::Invalid(_)))
+    matches!(decision, Err(Rejection::ResolvedOnlyByResolving))
 }
 
 fn event(payload: impl Into<EventPayload>, step: i64, n: u128) -> Event {

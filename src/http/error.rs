@@ -1,7 +1,9 @@
 //! The API's error contract, for every route: each error is
-//! `{"error": {"code": "...", "message": "...", "fields"?: {...}}}` with the
-//! status its variant names. This is the one place errors become responses;
-//! internal details are logged, never sent.
+//! `{"error": {"code": "...", "message": "...", "fields"?: {...}, "rule"?: "..."}}`
+//! with the status its variant names. This is the one place errors become
+//! responses; internal details are logged, never sent. (Which status and
+//! code each domain rule maps to is decided in one place too:
+//! `command_error` in `incidents.rs`.)
 
 use std::collections::BTreeMap;
 
@@ -13,6 +15,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::identity::IdentityError;
+use crate::incident::Rule;
 use crate::log::LogError;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,14 @@ pub enum ApiError {
     /// 409: the request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// A command the domain refused: the named `rule`, answered with the
+    /// status of `code` (400, 403, 404 or 409).
+    #[error("{message}")]
+    Rejected {
+        code: ErrorCode,
+        rule: Rule,
+        message: String,
+    },
     /// 413: the body is larger than the limit.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -70,9 +81,16 @@ pub struct ErrorDetail {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub fields: Option<BTreeMap<String, String>>,
+    /// Only when the domain refused a command: the rule that refused it,
+    /// stable like `code` (several rules share a code; e.g. `forbidden`
+    /// for `lowering_severity_needs_staff`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub rule: Option<Rule>,
 }
 
-/// The stable, machine-readable kind of an error, one per status.
+/// The stable, machine-readable kind of an error, one per status
+/// ([`ErrorCode::status`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -86,6 +104,24 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     Unavailable,
     Internal,
+}
+
+impl ErrorCode {
+    /// The one status each code is answered with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
 }
 
 impl ApiError {
@@ -105,18 +141,7 @@ impl ApiError {
     }
 
     pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.code().status()
     }
 
     /// A stable, machine-readable code per variant.
@@ -128,6 +153,7 @@ impl ApiError {
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
             ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::Rejected { code, .. } => *code,
             ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
@@ -151,15 +177,17 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let code = self.code();
-        let fields = match self {
-            ApiError::BadRequest { fields, .. } if !fields.is_empty() => Some(fields),
-            _ => None,
+        let (fields, rule) = match self {
+            ApiError::BadRequest { fields, .. } if !fields.is_empty() => (Some(fields), None),
+            ApiError::Rejected { rule, .. } => (None, Some(rule)),
+            _ => (None, None),
         };
         let body = ErrorResponse {
             error: ErrorDetail {
                 code,
                 message,
                 fields,
+                rule,
             },
         };
         (status, Json(body)).into_response()

@@ -20,7 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::error::ErrorResponse;
+use super::error::{ErrorCode, ErrorResponse};
 use super::extract::{ApiJson, ApiPath, AuthUser};
 use super::openapi::tags;
 use super::{ApiError, AppState};
@@ -29,7 +29,7 @@ use crate::domain::{IncidentStatus, Location, Severity};
 use crate::events::EventPayload;
 use crate::incident::{
     Actor, CommentBody, Description, Incident, IncidentChanges, IncidentCommand, IncidentTitle,
-    Rejection, Resolution,
+    Rejection, Resolution, Rule,
 };
 
 /// The response header carrying the offset of the command's event.
@@ -527,16 +527,37 @@ fn offset_header(offset: Option<u64>) -> HeaderMap {
     headers
 }
 
+/// A refused command as an HTTP answer: its rule's code (and so status),
+/// its rule's message, and the rule's name in `rule`.
 fn command_error(error: CommandError) -> ApiError {
-    match error {
-        CommandError::Rejected(Rejection::NotFound) => {
-            ApiError::NotFound("incident not found".into())
-        }
-        CommandError::Rejected(Rejection::Forbidden(message)) => ApiError::Forbidden(message),
-        CommandError::Rejected(Rejection::Conflict(message)) => ApiError::Conflict(message),
-        CommandError::Rejected(Rejection::Invalid(message)) => ApiError::bad_request(message),
-        CommandError::LostRace => ApiError::Conflict(error.to_string()),
-        CommandError::Log(error) => ApiError::from(error),
+    let message = error.to_string();
+    let (code, rule) = match error {
+        CommandError::Log(error) => return ApiError::from(error),
+        // The version rule voided our event: the client reloads and retries.
+        CommandError::LostRace => (ErrorCode::Conflict, Rule::LostRace),
+        CommandError::Rejected(rejection) => (public_code(&rejection), rejection.rule()),
+    };
+    ApiError::Rejected {
+        code,
+        rule,
+        message,
+    }
+}
+
+/// The one place each rule of the aggregate gets its public code; several
+/// rules share one.
+fn public_code(rejection: &Rejection) -> ErrorCode {
+    match rejection {
+        Rejection::NotFound => ErrorCode::NotFound,
+        Rejection::UpdateNeedsReporterOrStaff
+        | Rejection::ResolveNeedsReporterOrStaff
+        | Rejection::LoweringSeverityNeedsStaff
+        | Rejection::DeleteNeedsReporterOrProfessor => ErrorCode::Forbidden,
+        Rejection::AlreadyExists { .. }
+        | Rejection::ResolvedCannotBeUpdated
+        | Rejection::AlreadyResolved
+        | Rejection::ResolvedSeverityIsFinal => ErrorCode::Conflict,
+        Rejection::ResolvedOnlyByResolving => ErrorCode::BadRequest,
     }
 }
 

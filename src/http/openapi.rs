@@ -4,7 +4,7 @@
 //! parameters, body, every status it can answer), and each feature's
 //! `router()` registers it with `routes!`, which adds the route to axum *and*
 //! its description to the document in one call — so the two cannot drift.
-//! `tests/openapi.rs` fails if a route is served some other way.
+//! `tests/api/openapi.rs` fails if a route is served some other way.
 //!
 //! Served at `GET /api/openapi.json`, and browsable at `GET /api/docs`
 //! (Swagger UI, whose files are compiled into the binary: no CDN). Both are
@@ -55,7 +55,8 @@ pub mod tags {
         description = "A real-time incident service for Hogwarts, event-sourced. Commands answer once \
 the log has their event, with its offset in the `Event-Offset` header; queries read projections and \
 take that offset as `minOffset` to read their own writes. Every error is \
-`{\"error\": {\"code\", \"message\", \"fields\"?}}`; an internal error is an opaque 500 that no \
+`{\"error\": {\"code\", \"message\", \"fields\"?, \"rule\"?}}`: `rule` names the domain rule that \
+refused a command (several rules share a `code`); an internal error is an opaque 500 that no \
 input should produce."
     ),
     modifiers(&BearerSecurity),
