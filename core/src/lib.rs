@@ -22,6 +22,9 @@
 //!   ([`log::iggy`], the system of record in production) and an embedded log
 //!   kept in PostgreSQL ([`log::postgres`], so everything runs without an
 //!   Iggy server).
+//! - [`testing`]: given / when / then for the aggregate's rules
+//!   (`given(events).when(command, actor).then(event)`), used by
+//!   `core/tests/incident_rules.rs`; pure, like everything it tests.
 //!
 //! Dependencies point one way: `incident` → `events` → `domain`, and `events`
 //! → `log` only for topic names; `log` knows nothing of events beyond raw
@@ -31,3 +34,4 @@ pub mod domain;
 pub mod events;
 pub mod incident;
 pub mod log;
+pub mod testing;
