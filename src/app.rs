@@ -42,8 +42,21 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: &Config, serve: &ServeConfig) -> anyhow::Result<Application> {
-        let secret = load_or_create_jwt_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
         let (pool, log) = connect_database_and_log(config).await?;
+        Self::build_on(config, serve, pool, log).await
+    }
+
+    /// [`Application::build`] on a migrated pool and a log the caller has
+    /// opened (`config.database_url` and `config.iggy_url` are then not
+    /// used). Tests use it to give each service an Iggy stream of its own
+    /// on a shared server.
+    pub async fn build_on(
+        config: &Config,
+        serve: &ServeConfig,
+        pool: PgPool,
+        log: EventLog,
+    ) -> anyhow::Result<Application> {
+        let secret = load_or_create_jwt_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
         if let Err(error) = log.wait_until_ready(serve.iggy_startup_wait()).await {
             // Serving anyway: requests that need the log answer 503 until it
             // is reachable, and the log keeps trying in the background.

@@ -17,9 +17,14 @@ pub async fn connect(database_url: &str) -> anyhow::Result<PgPool> {
         .context("Failed to connect to PostgreSQL (is DATABASE_URL right and the server up?)")
 }
 
-/// Applies the migrations embedded from `migrations/` that have not run yet.
-pub async fn run_migrations(pool: &PgPool) -> anyhow::Result<()> {
+/// The migrations, embedded from `migrations/` at compile time.
+pub fn migrator() -> sqlx::migrate::Migrator {
     sqlx::migrate!()
+}
+
+/// Applies the migrations that have not run yet.
+pub async fn run_migrations(pool: &PgPool) -> anyhow::Result<()> {
+    migrator()
         .run(pool)
         .await
         .context("Failed to run database migrations")
