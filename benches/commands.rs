@@ -7,19 +7,13 @@
 //! A measurement, not a test. Request loops are bounded in count and time
 //! and only talk to 127.0.0.1.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::time::{Duration, Instant};
 
-use common::{IggyServer, TestApp};
 use marauders_map::commands::WriteModel;
-use marauders_map::domain::Role;
-use marauders_map::log::{EventLog, LogConfig};
-use reqwest::Method;
-use serde_json::json;
-use support::{Figure, Row, append_incident_history, iggy_available, print_figures, print_table};
+use marauders_map::domain::{Location, Role};
+use marauders_map::log::EventLog;
+use marauders_testkit::bench::{Figure, Row, append_incident_history, print_figures, print_table};
+use marauders_testkit::{IggyServer, ReportIncident, TestApp, iggy_available};
 
 const LATENCY_REQUESTS: usize = 300;
 const THROUGHPUT_CLIENTS: usize = 8;
@@ -33,30 +27,29 @@ async fn main() {
 
 async fn run() {
     let (mut rows, mut figures) = (Vec::new(), Vec::new());
-    let app = common::spawn_app().await;
+    let app = TestApp::spawn().await;
     measure_commands("embedded (PostgreSQL)", &app, &mut rows, &mut figures).await;
-    let (database, _) = app.stop().await;
-    let log = EventLog::open(LogConfig::Postgres(database.pool.clone()))
-        .await
-        .unwrap();
-    measure_rebuild("embedded (PostgreSQL)", &log, &database.pool, &mut figures).await;
+    let stopped = app.stop().await;
+    let log = stopped.open_log().await;
+    measure_rebuild(
+        "embedded (PostgreSQL)",
+        &log,
+        &stopped.database.pool,
+        &mut figures,
+    )
+    .await;
     log.shutdown().await;
 
     if iggy_available() {
         let server = IggyServer::start().await;
-        let app = common::spawn_app_with_iggy(Some(server.url.clone())).await;
+        let app = TestApp::builder().iggy(&server).spawn().await;
         measure_commands("iggy, fsync every append", &app, &mut rows, &mut figures).await;
-        let (database, _) = app.stop().await;
-        let log = EventLog::open(LogConfig::Iggy(
-            server.config(marauders_map::log::STREAM_NAME),
-        ))
-        .await
-        .unwrap();
-        log.wait_until_ready(Duration::from_secs(20)).await.unwrap();
+        let stopped = app.stop().await;
+        let log = stopped.open_log().await;
         measure_rebuild(
             "iggy, fsync every append",
             &log,
-            &database.pool,
+            &stopped.database.pool,
             &mut figures,
         )
         .await;
@@ -74,18 +67,14 @@ async fn measure_commands(
     rows: &mut Vec<Row>,
     figures: &mut Vec<Figure>,
 ) {
-    let (_, token) = app
-        .user_with_role("bench@hogwarts.edu", Role::Prefect)
-        .await;
-    let body = json!({"title": "Bench incident", "severity": "MEDIUM", "location": "GREAT_HALL"});
+    let bench = app.user_named("bench", Role::Prefect).await;
+    let report = ReportIncident::new("Bench incident").location(Location::GreatHall);
     let mut samples = Vec::new();
     for _ in 0..LATENCY_REQUESTS {
         let started = Instant::now();
-        let (status, _, _) = app
-            .command(Method::POST, "/api/incidents", &token, Some(body.clone()))
-            .await;
+        let answer = app.report_incident(&bench, report.clone()).await;
         samples.push(started.elapsed());
-        assert_eq!(status, 201);
+        answer.assert_status(201);
     }
     rows.push(Row {
         backend,
@@ -96,14 +85,13 @@ async fn measure_commands(
     let deadline = Instant::now() + Duration::from_secs(THROUGHPUT_SECONDS);
     let started = Instant::now();
     let clients = (0..THROUGHPUT_CLIENTS).map(|_| {
-        let (token, body) = (token.clone(), body.clone());
+        let (bench, report) = (&bench, report.clone());
         async move {
             let mut done = 0u64;
             while Instant::now() < deadline {
-                let (status, _, _) = app
-                    .command(Method::POST, "/api/incidents", &token, Some(body.clone()))
-                    .await;
-                assert_eq!(status, 201);
+                app.report_incident(bench, report.clone())
+                    .await
+                    .assert_status(201);
                 done += 1;
             }
             done

@@ -4,18 +4,14 @@
 //! A measurement, not a test: nothing here asserts a time. Compare numbers
 //! within one run (this is a shared, noisy machine); absolute values move.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{IggyServer, TestBackend};
 use marauders_map::domain::{IncidentStatus, Location, Severity};
 use marauders_map::events::{Event, EventPayload, IncidentCreated};
 use marauders_map::log::{LogMessage, Topic};
-use support::{Row, iggy_available, print_table};
+use marauders_testkit::bench::{Row, print_table};
+use marauders_testkit::{IggyServer, TestBackend, iggy_available};
 use uuid::Uuid;
 
 const SINGLE_APPENDS: usize = 300;

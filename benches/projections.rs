@@ -5,23 +5,20 @@
 //! A measurement, not a test; loops are bounded in count and time and only
 //! talk to 127.0.0.1.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{IggyServer, TestApp};
-use marauders_map::domain::Role;
-use marauders_map::log::{EventLog, LogConfig, Topic};
+use marauders_map::domain::{Location, Role, Severity};
+use marauders_map::log::Topic;
 use marauders_projections::{
     ProjectorRunner, READ_MODEL, ReadModelProjector, RebuildProgress, StepOutcome,
     rebuild_projection, stored_offset,
 };
-use reqwest::Method;
-use serde_json::json;
-use support::{Figure, Row, append_incident_history, iggy_available, print_figures, print_table};
+use marauders_testkit::bench::{Figure, Row, append_incident_history, print_figures, print_table};
+use marauders_testkit::iggy::fresh_stream_name;
+use marauders_testkit::{
+    IggyServer, LogLocation, ReportIncident, TestApp, TestDatabase, iggy_available,
+};
 
 const EVENTS: usize = 100_000;
 const LOAD_SECONDS: u64 = 5;
@@ -35,12 +32,12 @@ async fn main() {
 
 async fn run() {
     let (mut rows, mut figures) = (Vec::new(), Vec::new());
-    let app = common::spawn_app().await;
+    let app = TestApp::spawn().await;
     measure("embedded (PostgreSQL)", &app, None, &mut rows, &mut figures).await;
     app.stop().await;
     if iggy_available() {
         let server = IggyServer::start().await;
-        let app = common::spawn_app_with_iggy(Some(server.url.clone())).await;
+        let app = TestApp::builder().iggy(&server).spawn().await;
         measure(
             "iggy, fsync every append",
             &app,
@@ -65,33 +62,19 @@ async fn measure(
     figures: &mut Vec<Figure>,
 ) {
     let pool = app.database.pool.clone();
-    let (_, token) = app
-        .user_with_role("bench@hogwarts.edu", Role::Professor)
-        .await;
+    let bench = app.user_named("bench", Role::Professor).await;
 
     // Lag under load: the service's own projectors run while clients post.
     let deadline = Instant::now() + Duration::from_secs(LOAD_SECONDS);
-    let body = json!({"title": "Load", "severity": "LOW", "location": "OWLERY"});
+    let load = ReportIncident::new("Load")
+        .severity(Severity::Low)
+        .location(Location::Owlery);
     let clients = futures::future::join_all((0..LOAD_CLIENTS).map(|_| async {
         while Instant::now() < deadline {
-            app.command(Method::POST, "/api/incidents", &token, Some(body.clone()))
-                .await;
+            app.report_incident(&bench, load.clone()).await;
         }
     }));
-    let log = match iggy {
-        Some(server) => {
-            let log = EventLog::open(LogConfig::Iggy(
-                server.config(marauders_map::log::STREAM_NAME),
-            ))
-            .await
-            .unwrap();
-            log.wait_until_ready(Duration::from_secs(20)).await.unwrap();
-            log
-        }
-        None => EventLog::open(LogConfig::Postgres(pool.clone()))
-            .await
-            .unwrap(),
-    };
+    let log = app.log().await;
     let sampler = async {
         let mut lags = Vec::new();
         while Instant::now() < deadline {
@@ -118,17 +101,14 @@ async fn measure(
     });
 
     // Replay API, 100 events per call.
-    append_incident_history(&log, 2_000).await;
+    append_incident_history(log, 2_000).await;
     let mut samples = Vec::new();
     for n in 0..REPLAYS {
-        let path = format!(
-            "/api/events/replay?fromOffset={}&limit=100",
-            (n * 7) % 1_800
-        );
+        let query = format!("fromOffset={}&limit=100", (n * 7) % 1_800);
         let started = Instant::now();
-        let (status, _) = app.get_as(&path, &token).await;
+        let page = app.replay(&bench, &query).await;
         samples.push(started.elapsed());
-        assert_eq!(status, 200);
+        page.assert_status(200);
     }
     rows.push(Row {
         backend,
@@ -138,20 +118,16 @@ async fn measure(
 
     // Throughput and rebuild over 100,000 events, on a separate database
     // (the service's projectors stay out of the way).
-    let database = common::fresh_database().await;
+    let database = TestDatabase::fresh().await;
     let separate = match iggy {
-        Some(server) => {
-            let stream = format!("bench-projections-{}", uuid::Uuid::new_v4().simple());
-            let log = EventLog::open(LogConfig::Iggy(server.config(&stream)))
-                .await
-                .unwrap();
-            log.wait_until_ready(Duration::from_secs(20)).await.unwrap();
-            log
-        }
-        None => EventLog::open(LogConfig::Postgres(database.pool.clone()))
-            .await
-            .unwrap(),
-    };
+        Some(server) => LogLocation::Iggy {
+            url: server.url.clone(),
+            stream: fresh_stream_name(),
+        },
+        None => LogLocation::Embedded,
+    }
+    .open(&database.pool)
+    .await;
     append_incident_history(&separate, EVENTS).await;
     let runner = ProjectorRunner::new(ReadModelProjector, separate.clone(), database.pool.clone());
     let started = Instant::now();
@@ -177,5 +153,4 @@ async fn measure(
         value: format!("{:.2} s", started.elapsed().as_secs_f64()),
     });
     separate.shutdown().await;
-    log.shutdown().await;
 }

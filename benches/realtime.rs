@@ -9,21 +9,17 @@
 //! machine they share the CPU with the server, which the numbers include.
 //! A measurement, not a test; it only talks to 127.0.0.1.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
+use marauders_testkit::bench::{Figure, Row, print_figures, print_table};
+use marauders_testkit::{TEST_JWT_SECRET, TestDatabase, free_port};
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Payload, TransportType};
 use serde_json::{Value, json};
-use support::{Figure, Row, print_figures, print_table};
 
 const CLIENT_COUNTS: [usize; 3] = [1, 100, 1000];
 const REPLAY_RUNS: usize = 40;
@@ -45,16 +41,12 @@ struct Server {
 
 impl Server {
     async fn start(database_url: &str) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let process = Command::new(env!("CARGO_BIN_EXE_marauders-map"))
             .arg("serve")
             .env("DATABASE_URL", database_url)
             .env("PORT", port.to_string())
-            .env("JWT_SECRET", common::TEST_JWT_SECRET)
+            .env("JWT_SECRET", TEST_JWT_SECRET)
             .env("MARAUDERS_DATA_DIR", std::env::temp_dir())
             .env("RUST_LOG", "warn")
             .env_remove("IGGY_URL")
@@ -181,7 +173,7 @@ async fn client(
 }
 
 async fn run() {
-    let database = common::fresh_database().await;
+    let database = TestDatabase::fresh().await;
     let server = Server::start(&database.url).await;
     let token = server.token("bench@hogwarts.edu").await;
     let (mut rows, mut figures) = (Vec::new(), Vec::new());

@@ -1,19 +1,18 @@
 //! The OpenAPI document: served, valid 3.1, truthful about security, and
 //! describing every route the application serves — no more, no fewer.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Method, Request};
-use common::{TEST_JWT_SECRET, fresh_database, spawn_app};
 use marauders_map::commands::{CommandHandler, WriteModel};
 use marauders_map::http::{self, AppState};
 use marauders_map::identity::tokens::JwtKeys;
+use marauders_map::incident::Rule;
 use marauders_map::log::{EventLog, LogConfig};
 use marauders_map::projections::Projections;
+use marauders_testkit::{TEST_JWT_SECRET, TestApp, TestDatabase, no_web_page_dir};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -39,11 +38,10 @@ const METHODS: [&str; 8] = [
 
 #[tokio::test]
 async fn the_document_is_served_without_a_token_and_is_openapi_3_1() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
 
-    let (status, document) = app.get("/api/openapi.json").await;
+    let document = app.get("/api/openapi.json").await.assert_status(200).body;
 
-    assert_eq!(status, 200, "{document}");
     let version = document["openapi"].as_str().unwrap();
     assert!(version.starts_with("3.1."), "openapi is {version}");
     assert_eq!(document["info"]["title"], "The Marauder's Map");
@@ -157,9 +155,9 @@ async fn domain_enums_appear_in_their_wire_form() {
 
 #[tokio::test]
 async fn replayed_events_refer_to_the_embedded_envelope_schema() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
     let document = http::openapi::document();
-    let (_, served) = app.get("/schemas/event-envelope.json").await;
+    let served = app.get("/schemas/event-envelope.json").await.body;
 
     let embedded = &document["components"]["schemas"]["EventEnvelope"];
     let event = &document["components"]["schemas"]["ReplayedEvent"]["properties"]["event"];
@@ -176,7 +174,7 @@ async fn replayed_events_refer_to_the_embedded_envelope_schema() {
 
 #[tokio::test]
 async fn the_docs_page_is_served_by_the_service_itself_without_a_token() {
-    let app = spawn_app().await;
+    let app = TestApp::spawn().await;
 
     // `/api/docs` redirects to `/api/docs/` so the page's relative links
     // resolve; reqwest follows it.
@@ -227,7 +225,7 @@ async fn the_docs_page_is_served_by_the_service_itself_without_a_token() {
 /// converse: every documented operation reaches a handler.
 #[tokio::test]
 async fn the_router_serves_exactly_the_documented_operations() {
-    let database = fresh_database().await;
+    let database = TestDatabase::fresh().await;
     let router = http::router(app_state(&database.pool).await);
     let document = http::openapi::document();
     let documented: BTreeSet<(String, String)> = operations(document)
@@ -272,6 +270,30 @@ async fn the_router_serves_exactly_the_documented_operations() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn an_errors_rule_is_documented_as_one_of_the_named_rules() {
+    let schemas = &http::openapi::document()["components"]["schemas"];
+    let detail = &schemas["ErrorDetail"];
+    let rule = &detail["properties"]["rule"];
+    let documented: Vec<String> = serde_json::from_value(schemas["Rule"]["enum"].clone())
+        .unwrap_or_else(|_| panic!("no enum of rules in {rule} / {}", schemas["Rule"]));
+
+    assert_eq!(rule["$ref"], "#/components/schemas/Rule", "{detail}");
+    assert_eq!(
+        documented,
+        Rule::ALL
+            .iter()
+            .map(|rule| rule.as_str())
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        !detail["required"]
+            .as_array()
+            .is_some_and(|required| required.contains(&"rule".into())),
+        "only refused commands carry a rule"
+    );
 }
 
 /// Every (method, path, operation) in the document.
@@ -370,9 +392,6 @@ async fn app_state(pool: &sqlx::PgPool) -> AppState {
         pool: pool.clone(),
         log,
         // The page is the router's fallback, not a route: no need to build it.
-        web_dir: std::env::temp_dir()
-            .join("marauders-map-tests-have-no-web-page")
-            .as_path()
-            .into(),
+        web_dir: no_web_page_dir().as_path().into(),
     }
 }

@@ -5,16 +5,14 @@
 //! The Iggy half is `#[ignore]`d unless a server is available (see
 //! `scripts/test`).
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::TestBackend;
 use marauders_map::domain::Severity;
 use marauders_map::events::{Event, EventPayload, SeverityEscalated, UserLoggedIn};
 use marauders_map::log::{ConsumerName, EventLog, LogError, LogMessage, MAX_READ_LIMIT, Topic};
+use marauders_testkit::TestBackend;
 use uuid::Uuid;
 
 fn message(text: &str) -> LogMessage {

@@ -1,5 +1,7 @@
 //! A real Socket.IO client (the `rust_socketio` crate) for tests: every
-//! event it receives goes into a channel the test reads in order.
+//! event it receives goes into a channel the test reads in order. Open one
+//! with [`crate::TestApp::socket`] (live, past its replay) or
+//! [`crate::TestApp::connect_socket`] (any handshake).
 
 use std::time::Duration;
 
@@ -112,6 +114,25 @@ impl TestSocket {
         }
     }
 
+    /// The users of the first `presence:online` for which `settled` holds
+    /// (the list changes as connections come and go).
+    pub async fn online_users_when(&mut self, settled: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + EXPECT_WITHIN;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_within(left).await {
+                Some((name, payload)) if name == "presence:online" => {
+                    let users = payload["users"].as_array().cloned().unwrap_or_default();
+                    if settled(&users) {
+                        return users;
+                    }
+                }
+                Some(_) => {}
+                None => panic!("presence:online never settled within 5s"),
+            }
+        }
+    }
+
     /// Every event that arrives within `wait` of the previous one.
     pub async fn drain(&mut self, wait: Duration) -> Vec<(String, Value)> {
         let mut all = Vec::new();
@@ -157,4 +178,15 @@ impl TestSocket {
     pub async fn close(self) {
         let _ = self.client.disconnect().await;
     }
+}
+
+/// Incident events and replay markers only: presence, typing and
+/// notifications interleave freely with them.
+pub fn incident_events(events: Vec<(String, Value)>) -> Vec<(String, Value)> {
+    events
+        .into_iter()
+        .filter(|(name, _)| {
+            !name.starts_with("presence:") && name != "typing" && name != "notification:new"
+        })
+        .collect()
 }

@@ -3,15 +3,14 @@
 //! restart, skips what it cannot decode without crashing, never advances
 //! past an event its handler failed on, and stops cleanly on shutdown.
 
-mod common;
-
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::TestBackend;
-use marauders_map::events::{Event, EventPayload, UserLoggedOut};
+use marauders_map::events::Event;
 use marauders_map::log::{ConsumerName, EventLog, LogMessage, Topic};
 use marauders_projections::{ConsumerError, EventHandler, LogConsumer, PollOutcome};
+use marauders_testkit::TestBackend;
+use marauders_testkit::events::user_logged_out;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -35,17 +34,8 @@ impl EventHandler for Recorder {
     }
 }
 
-fn logout_event() -> Event {
-    Event::new(
-        EventPayload::UserLoggedOut(UserLoggedOut {
-            user_id: Uuid::now_v7(),
-        }),
-        None,
-    )
-}
-
 async fn append_events(log: &EventLog, count: usize) -> Vec<Event> {
-    let events: Vec<Event> = (0..count).map(|_| logout_event()).collect();
+    let events: Vec<Event> = (0..count).map(|_| user_logged_out()).collect();
     let messages: Vec<LogMessage> = events.iter().map(Event::to_log_message).collect();
     log.append(Topic::AuthEvents, &messages).await.unwrap();
     events
@@ -84,6 +74,25 @@ async fn should_track_consumer_offset_after_processing() {
             (2, events[2].event_id)
         ]
     );
+    let name = ConsumerName::parse("audit-test").unwrap();
+    assert_eq!(
+        log.load_consumer_offset(&name, Topic::AuthEvents)
+            .await
+            .unwrap(),
+        3
+    );
+    log.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restarted_consumer_resumes_where_it_left_off() {
+    let backend = TestBackend::postgres().await;
+    let log = backend.open_log().await;
+    append_events(&log, 3).await;
+    consumer(&log)
+        .poll_once(&mut Recorder::default())
+        .await
+        .unwrap();
 
     // "Restart": a new consumer with the same name resumes at 3, not 0.
     let mut restarted = consumer(&log);
@@ -94,6 +103,7 @@ async fn should_track_consumer_offset_after_processing() {
     );
     let later = append_events(&log, 1).await;
     restarted.poll_once(&mut after_restart).await.unwrap();
+
     assert_eq!(after_restart.seen, vec![(3, later[0].event_id)]);
     log.shutdown().await;
 }
@@ -102,8 +112,8 @@ async fn should_track_consumer_offset_after_processing() {
 async fn should_handle_deserialization_errors_gracefully() {
     let backend = TestBackend::postgres().await;
     let log = backend.open_log().await;
-    let good = logout_event();
-    let mut unknown = logout_event().to_envelope();
+    let good = user_logged_out();
+    let mut unknown = user_logged_out().to_envelope();
     unknown.event_type = "user.apparated".into();
     let messages = [
         good.to_log_message(),

@@ -1,19 +1,12 @@
-//! Shared by the bench binaries: the result tables.
-#![allow(dead_code)] // each bench binary uses part of it
+//! For the benches (`benches/*.rs`, `scripts/bench`): the result tables, and a
+//! long incident history to replay. A measurement prints; it asserts no time.
 
 use std::time::Duration;
 
-use chrono::Utc;
-use marauders_map::events::{CommentAdded, Event, EventPayload};
 use marauders_map::log::{EventLog, LogMessage, Topic};
 use uuid::Uuid;
 
-pub fn iggy_available() -> bool {
-    std::env::var("IGGY_URL").is_ok_and(|url| !url.trim().is_empty())
-        || std::env::var_os("PATH").is_some_and(|path| {
-            std::env::split_paths(&path).any(|dir| dir.join("iggy-server").is_file())
-        })
-}
+use crate::events::comment_added;
 
 pub struct Row {
     pub backend: &'static str,
@@ -87,21 +80,12 @@ pub async fn append_incident_history(log: &EventLog, total: usize) {
     let mut batch: Vec<LogMessage> = Vec::new();
     let (mut incident, mut version) = (Uuid::now_v7(), 0u64);
     for n in existing..total {
-        let now = Utc::now();
         let event = if n % 10 == 0 {
             (incident, version) = (Uuid::now_v7(), 1);
-            crate::common::incident_created(incident, Uuid::nil(), &format!("Incident {n}"))
+            crate::events::incident_created(incident, Uuid::nil(), &format!("Incident {n}"))
         } else {
             version += 1;
-            let payload = EventPayload::CommentAdded(CommentAdded {
-                id: Uuid::now_v7(),
-                incident_id: incident,
-                author_id: Uuid::nil(),
-                body: "Mischief managed".into(),
-                created_at: now,
-                version,
-            });
-            Event::new(payload, None)
+            comment_added(incident, Uuid::nil(), version, "Mischief managed")
         };
         batch.push(event.to_log_message());
         if batch.len() == 1000 {

@@ -1,0 +1,747 @@
+//! The service under test: the real [`Application`] on a free port, with a
+//! client that speaks the domain — `register`, `user`, `report_incident`,
+//! `resolve`, `comment`, `list_incidents`, `replay`, `socket`, … — and
+//! answers with [`ApiResponse`]s.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use marauders_map::app::Application;
+use marauders_map::commands::WriteModel;
+use marauders_map::config::{Config, ServeConfig};
+use marauders_map::domain::{Role, Severity};
+use marauders_map::events::Event;
+use marauders_map::identity::tokens::{AccessClaims, JwtKeys};
+use marauders_map::log::{EventLog, LogRecord, MAX_READ_LIMIT, Topic};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::backend::{LogLocation, TestBackend};
+use crate::database::TestDatabase;
+use crate::iggy::{IggyServer, fresh_stream_name};
+use crate::requests::ReportIncident;
+use crate::response::{ApiResponse, Bearer};
+use crate::socket::{Refused, TestSocket};
+
+/// The JWT secret every test app signs with, so tests can forge and expire
+/// tokens on purpose ([`TestApp::act_as`]).
+pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+
+/// The password of every account the harness registers.
+pub const TEST_PASSWORD: &str = "alohomora-123";
+
+/// Where a test app looks for the web page unless told otherwise: nowhere,
+/// so what `/` serves does not depend on whether `web/dist` is built.
+pub fn no_web_page_dir() -> PathBuf {
+    std::env::temp_dir().join("marauders-map-tests-have-no-web-page")
+}
+
+/// An account, as the harness registered (or impersonated) it.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: Uuid,
+    pub email: String,
+    pub role: Role,
+    /// An access token carrying `role`.
+    pub token: String,
+    pub refresh_token: String,
+    /// The `user` object the service answered with.
+    pub profile: Value,
+}
+
+impl Bearer for TestUser {
+    fn access_token(&self) -> &str {
+        &self.token
+    }
+}
+
+/// A running service with its own database (and its own Iggy stream when
+/// on Iggy). Build one with [`TestApp::spawn`] or [`TestApp::builder`].
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub address: String,
+    pub database: TestDatabase,
+    pub client: reqwest::Client,
+    /// The write side's in-memory fold, to compare with other readers.
+    pub write_model: Arc<WriteModel>,
+    log_location: LogLocation,
+    iggy_startup_wait: Duration,
+    log: OnceCell<EventLog>,
+    users_registered: AtomicUsize,
+    shutdown: CancellationToken,
+    server: JoinHandle<anyhow::Result<()>>,
+}
+
+/// How to start a [`TestApp`]: every option in one place.
+#[must_use = "a builder does nothing until spawn()"]
+pub struct TestAppBuilder {
+    database: DatabaseChoice,
+    log: LogLocation,
+    iggy_startup_wait: Duration,
+    without_projectors: bool,
+    web_dir: PathBuf,
+}
+
+enum DatabaseChoice {
+    Fresh,
+    Existing(TestDatabase),
+    SameAs { name: String, url: String },
+}
+
+impl TestAppBuilder {
+    /// On this (migrated) database instead of a fresh one: a restart.
+    pub fn database(mut self, database: TestDatabase) -> Self {
+        self.database = DatabaseChoice::Existing(database);
+        self
+    }
+
+    /// Apache Iggy as the log, on a stream of this app's own.
+    pub fn iggy(self, server: &IggyServer) -> Self {
+        self.iggy_url(&server.url)
+    }
+
+    /// Iggy at `url` as the log (reachable or not), on a stream of this
+    /// app's own.
+    pub fn iggy_url(mut self, url: &str) -> Self {
+        self.log = LogLocation::Iggy {
+            url: url.to_owned(),
+            stream: fresh_stream_name(),
+        };
+        self
+    }
+
+    /// On the log of `backend`, which the test may already have written
+    /// to: the embedded log in its database, or its Iggy stream (with a
+    /// fresh database).
+    pub fn on(mut self, backend: &TestBackend) -> Self {
+        if let TestBackend::Postgres(database) = backend {
+            self.database = DatabaseChoice::SameAs {
+                name: database.name.clone(),
+                url: database.url.clone(),
+            };
+        }
+        self.log = backend.location();
+        self
+    }
+
+    /// How long start-up waits for Iggy before serving anyway (default
+    /// 10 s, as `serve`).
+    pub fn iggy_startup_wait(mut self, wait: Duration) -> Self {
+        self.iggy_startup_wait = wait;
+        self
+    }
+
+    /// As `serve --without-projectors`: the projectors run elsewhere (or,
+    /// in a test, step by step).
+    pub fn without_projectors(mut self) -> Self {
+        self.without_projectors = true;
+        self
+    }
+
+    /// Serves the web page from `web_dir`.
+    pub fn web_dir(mut self, web_dir: PathBuf) -> Self {
+        self.web_dir = web_dir;
+        self
+    }
+
+    /// Builds the real [`Application`] on port 0 and runs it in the
+    /// background until [`TestApp::stop`].
+    pub async fn spawn(self) -> TestApp {
+        let database = match self.database {
+            DatabaseChoice::Fresh => TestDatabase::fresh().await,
+            DatabaseChoice::Existing(database) => database,
+            DatabaseChoice::SameAs { name, url } => TestDatabase::connect(name, url).await,
+        };
+        let config = Config {
+            database_url: database.url.clone(),
+            iggy_url: None,
+            data_dir: std::env::temp_dir(),
+            jwt_secret: Some(TEST_JWT_SECRET.into()),
+            log_level: "info".into(),
+        };
+        let serve = ServeConfig {
+            port: 0,
+            host: "127.0.0.1".parse().expect("an IP address"),
+            iggy_startup_wait_secs: self.iggy_startup_wait.as_secs(),
+            without_projectors: self.without_projectors,
+            web_dir: self.web_dir,
+        };
+        // The service gets a pool of its own, as in production: stopping it
+        // closes that pool, not the test's.
+        let pool = marauders_map::database::connect(&database.url)
+            .await
+            .expect("the service connects to its database");
+        let log = EventLog::open(self.log.config(&pool))
+            .await
+            .expect("the service opens its log");
+        let application = Application::build_on(&config, &serve, pool, log)
+            .await
+            .expect("the service builds");
+        let address = format!("http://127.0.0.1:{}", application.port());
+        let write_model = application.write_model();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(application.run_until_stopped(shutdown.clone()));
+        TestApp {
+            address,
+            database,
+            client: reqwest::Client::new(),
+            write_model,
+            log_location: self.log,
+            iggy_startup_wait: self.iggy_startup_wait,
+            log: OnceCell::new(),
+            users_registered: AtomicUsize::new(0),
+            shutdown,
+            server,
+        }
+    }
+}
+
+/// A stopped [`TestApp`]: its database, its log's location, and how long
+/// the drain took.
+pub struct StoppedApp {
+    pub database: TestDatabase,
+    pub log_location: LogLocation,
+    pub drained_in: Duration,
+}
+
+impl StoppedApp {
+    /// Starts the service again on the same database and log.
+    pub async fn restart(self) -> TestApp {
+        let mut builder = TestApp::builder().database(self.database);
+        builder.log = self.log_location;
+        builder.spawn().await
+    }
+
+    /// Opens the log the app used, as a later process would.
+    pub async fn open_log(&self) -> EventLog {
+        self.log_location.open(&self.database.pool).await
+    }
+}
+
+impl TestApp {
+    /// The service on a fresh database with the embedded log.
+    pub async fn spawn() -> TestApp {
+        TestApp::builder().spawn().await
+    }
+
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder {
+            database: DatabaseChoice::Fresh,
+            log: LogLocation::Embedded,
+            iggy_startup_wait: Duration::from_secs(10),
+            without_projectors: false,
+            web_dir: no_web_page_dir(),
+        }
+    }
+
+    /// Another instance of the service on the same database and log,
+    /// sharing nothing else with this one.
+    pub async fn second_instance(&self) -> TestApp {
+        let mut builder = TestApp::builder().iggy_startup_wait(self.iggy_startup_wait);
+        builder.database = DatabaseChoice::SameAs {
+            name: self.database.name.clone(),
+            url: self.database.url.clone(),
+        };
+        builder.log = self.log_location.clone();
+        builder.spawn().await
+    }
+
+    /// Cancels the shutdown token and waits for the drain.
+    ///
+    /// # Panics
+    ///
+    /// If the service does not stop cleanly.
+    pub async fn stop(self) -> StoppedApp {
+        if let Some(log) = self.log.get() {
+            log.shutdown().await;
+        }
+        let started = Instant::now();
+        self.shutdown.cancel();
+        self.server
+            .await
+            .expect("the service task does not panic")
+            .expect("the service stops cleanly");
+        StoppedApp {
+            database: self.database,
+            log_location: self.log_location,
+            drained_in: started.elapsed(),
+        }
+    }
+
+    // ---- the log ------------------------------------------------------------
+
+    /// The app's log, opened by the test as another process would (once;
+    /// [`TestApp::stop`] closes it).
+    pub async fn log(&self) -> &EventLog {
+        self.log
+            .get_or_init(|| self.log_location.open(&self.database.pool))
+            .await
+    }
+
+    /// Every record of `topic`, from offset 0.
+    pub async fn records(&self, topic: Topic) -> Vec<LogRecord> {
+        let log = self.log().await;
+        let mut records = Vec::new();
+        loop {
+            let from = records.last().map_or(0, |last: &LogRecord| last.offset + 1);
+            let batch = log
+                .read(topic, from, MAX_READ_LIMIT)
+                .await
+                .expect("the log reads");
+            if batch.is_empty() {
+                return records;
+            }
+            records.extend(batch);
+        }
+    }
+
+    /// Every event of `topic`, decoded.
+    ///
+    /// # Panics
+    ///
+    /// On a record that is not a valid event.
+    pub async fn events(&self, topic: Topic) -> Vec<Event> {
+        self.records(topic)
+            .await
+            .iter()
+            .map(|record| {
+                Event::decode(&record.payload)
+                    .unwrap_or_else(|error| panic!("{topic} at {}: {error}", record.offset))
+            })
+            .collect()
+    }
+
+    /// The incident event at `offset`.
+    pub async fn event_at(&self, offset: u64) -> Event {
+        let records = self
+            .log()
+            .await
+            .read(Topic::IncidentEvents, offset, 1)
+            .await
+            .expect("the log reads");
+        let record = records
+            .first()
+            .filter(|record| record.offset == offset)
+            .unwrap_or_else(|| panic!("no incident event at offset {offset}"));
+        Event::decode(&record.payload).expect("a valid event")
+    }
+
+    /// The end of `topic` (the offset its next event gets).
+    pub async fn log_end(&self, topic: Topic) -> u64 {
+        self.log()
+            .await
+            .log_end(topic)
+            .await
+            .expect("the log answers")
+    }
+
+    // ---- raw requests -------------------------------------------------------
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// Sends any request and reads the answer.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> ApiResponse {
+        let request = request.build().expect("a well-formed request");
+        let label = format!("{} {}", request.method(), request.url().path());
+        let response = self
+            .client
+            .execute(request)
+            .await
+            .unwrap_or_else(|error| panic!("{label}: {error}"));
+        ApiResponse::read(label, response).await
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        who: Option<&str>,
+        body: Option<Value>,
+    ) -> ApiResponse {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = who {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        self.send(request).await
+    }
+
+    /// `GET path` without a token.
+    pub async fn get(&self, path: &str) -> ApiResponse {
+        self.call(Method::GET, path, None, None).await
+    }
+
+    /// `POST path` with a JSON body, without a token.
+    pub async fn post(&self, path: &str, body: Value) -> ApiResponse {
+        self.call(Method::POST, path, None, Some(body)).await
+    }
+
+    pub async fn get_as(&self, who: &(impl Bearer + ?Sized), path: &str) -> ApiResponse {
+        self.call(Method::GET, path, Some(who.access_token()), None)
+            .await
+    }
+
+    /// Any method, as `who`, with an optional JSON body.
+    pub async fn request_as(
+        &self,
+        method: Method,
+        who: &(impl Bearer + ?Sized),
+        path: &str,
+        body: Option<Value>,
+    ) -> ApiResponse {
+        self.call(method, path, Some(who.access_token()), body)
+            .await
+    }
+
+    // ---- accounts -----------------------------------------------------------
+
+    /// Registers `email` (password [`TEST_PASSWORD`]); the account is a
+    /// STUDENT.
+    ///
+    /// # Panics
+    ///
+    /// Unless the service answers 201.
+    pub async fn register(&self, email: &str, display_name: &str) -> TestUser {
+        let registered = self
+            .post(
+                "/api/auth/register",
+                json!({"email": email, "password": TEST_PASSWORD, "displayName": display_name}),
+            )
+            .await
+            .assert_status(201);
+        self.users_registered.fetch_add(1, Ordering::Relaxed);
+        user_from(&registered.body)
+    }
+
+    /// `POST /api/auth/login`.
+    pub async fn login(&self, email: &str, password: &str) -> ApiResponse {
+        self.post(
+            "/api/auth/login",
+            json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// `POST /api/auth/refresh`.
+    pub async fn refresh(&self, refresh_token: &str) -> ApiResponse {
+        self.post(
+            "/api/auth/refresh",
+            json!({ "refreshToken": refresh_token }),
+        )
+        .await
+    }
+
+    /// `POST /api/auth/logout`.
+    pub async fn logout(&self, who: &(impl Bearer + ?Sized)) -> ApiResponse {
+        self.request_as(Method::POST, who, "/api/auth/logout", Some(json!({})))
+            .await
+    }
+
+    /// `GET /api/auth/me`.
+    pub async fn me(&self, who: &(impl Bearer + ?Sized)) -> ApiResponse {
+        self.get_as(who, "/api/auth/me").await
+    }
+
+    /// A new account with `role`: registered, given the role (as
+    /// `user promote` would), and logged in again so its token carries it.
+    /// Its email is `<role><n>@hogwarts.edu`.
+    pub async fn user(&self, role: Role) -> TestUser {
+        let n = self.users_registered.load(Ordering::Relaxed) + 1;
+        let name = format!("{}{n}", role.as_str().to_lowercase());
+        self.user_named(&name, role).await
+    }
+
+    /// As [`TestApp::user`], as `<name>@hogwarts.edu` with display name
+    /// `name`.
+    pub async fn user_named(&self, name: &str, role: Role) -> TestUser {
+        let email = format!("{name}@hogwarts.edu");
+        self.register(&email, name).await;
+        marauders_map::identity::accounts::change_role(&self.database.pool, &email, role)
+            .await
+            .expect("the role changes");
+        let logged_in = self.login(&email, TEST_PASSWORD).await.assert_status(200);
+        user_from(&logged_in.body)
+    }
+
+    /// A user the service never registered (an account from a fixture, say):
+    /// a valid access token for `id` with `role`, signed with
+    /// [`TEST_JWT_SECRET`]. Requests are checked by signature and expiry
+    /// alone, so it is accepted; a socket handshake also needs the account.
+    pub fn act_as(&self, id: Uuid, role: Role) -> TestUser {
+        let now = chrono::Utc::now().timestamp();
+        let token = JwtKeys::from_secret(TEST_JWT_SECRET.as_bytes()).sign(&AccessClaims {
+            sub: id,
+            role,
+            sid: Uuid::now_v7(),
+            iat: now,
+            exp: now + 600,
+        });
+        TestUser {
+            id,
+            email: String::new(),
+            role,
+            token,
+            refresh_token: String::new(),
+            profile: json!({"id": id, "role": role}),
+        }
+    }
+
+    // ---- incident commands --------------------------------------------------
+
+    /// `POST /api/incidents`: a [`ReportIncident`], or any JSON (to send
+    /// something invalid).
+    pub async fn report_incident(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        report: impl Into<Value>,
+    ) -> ApiResponse {
+        self.request_as(Method::POST, who, "/api/incidents", Some(report.into()))
+            .await
+    }
+
+    /// Reports an incident and returns its id and event offset.
+    ///
+    /// # Panics
+    ///
+    /// Unless the service answers 201.
+    pub async fn reported(&self, who: &(impl Bearer + ?Sized), report: ReportIncident) -> Reported {
+        let response = self.report_incident(who, report).await.assert_status(201);
+        Reported {
+            id: response.id(),
+            offset: response.event_offset(),
+            body: response.body,
+        }
+    }
+
+    /// `PUT /api/incidents/{id}` with `changes` (`{title?, description?,
+    /// location?, status?, assignedTo?}`).
+    pub async fn update(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        id: impl std::fmt::Display,
+        changes: Value,
+    ) -> ApiResponse {
+        self.request_as(
+            Method::PUT,
+            who,
+            &format!("/api/incidents/{id}"),
+            Some(changes),
+        )
+        .await
+    }
+
+    /// `PATCH /api/incidents/{id}/resolve`.
+    pub async fn resolve(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        id: impl std::fmt::Display,
+        resolution: &str,
+    ) -> ApiResponse {
+        self.request_as(
+            Method::PATCH,
+            who,
+            &format!("/api/incidents/{id}/resolve"),
+            Some(json!({ "resolution": resolution })),
+        )
+        .await
+    }
+
+    /// `PATCH /api/incidents/{id}/severity`.
+    pub async fn change_severity(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        id: impl std::fmt::Display,
+        severity: Severity,
+    ) -> ApiResponse {
+        self.request_as(
+            Method::PATCH,
+            who,
+            &format!("/api/incidents/{id}/severity"),
+            Some(json!({ "severity": severity })),
+        )
+        .await
+    }
+
+    /// `DELETE /api/incidents/{id}`.
+    pub async fn delete(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        id: impl std::fmt::Display,
+    ) -> ApiResponse {
+        self.request_as(Method::DELETE, who, &format!("/api/incidents/{id}"), None)
+            .await
+    }
+
+    /// `POST /api/incidents/{id}/comments`.
+    pub async fn comment(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        id: impl std::fmt::Display,
+        body: &str,
+    ) -> ApiResponse {
+        self.request_as(
+            Method::POST,
+            who,
+            &format!("/api/incidents/{id}/comments"),
+            Some(json!({ "body": body })),
+        )
+        .await
+    }
+
+    // ---- queries --------------------------------------------------------------
+
+    /// `GET /api/incidents/{id}`.
+    pub async fn get_incident(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        id: impl std::fmt::Display,
+    ) -> ApiResponse {
+        self.get_as(who, &format!("/api/incidents/{id}")).await
+    }
+
+    /// `GET /api/incidents/{id}?minOffset=…`: read your own write.
+    pub async fn get_incident_as_of(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        id: impl std::fmt::Display,
+        offset: u64,
+    ) -> ApiResponse {
+        self.get_as(who, &format!("/api/incidents/{id}?minOffset={offset}"))
+            .await
+    }
+
+    /// `GET /api/incidents?<query>`, e.g. `"severity=CRITICAL&limit=2"`.
+    pub async fn list_incidents(&self, who: &(impl Bearer + ?Sized), query: &str) -> ApiResponse {
+        self.get_as(who, &format!("/api/incidents?{query}")).await
+    }
+
+    /// `GET /api/incidents/{id}/comments?<query>`.
+    pub async fn comments(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        id: impl std::fmt::Display,
+        query: &str,
+    ) -> ApiResponse {
+        self.get_as(who, &format!("/api/incidents/{id}/comments?{query}"))
+            .await
+    }
+
+    /// `GET /api/notifications?<query>`.
+    pub async fn notifications(&self, who: &(impl Bearer + ?Sized), query: &str) -> ApiResponse {
+        self.get_as(who, &format!("/api/notifications?{query}"))
+            .await
+    }
+
+    /// `PATCH /api/notifications/{id}/read`.
+    pub async fn mark_read(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        id: impl std::fmt::Display,
+    ) -> ApiResponse {
+        self.request_as(
+            Method::PATCH,
+            who,
+            &format!("/api/notifications/{id}/read"),
+            None,
+        )
+        .await
+    }
+
+    /// `GET /api/audit?<query>`.
+    pub async fn audit(&self, who: &(impl Bearer + ?Sized), query: &str) -> ApiResponse {
+        self.get_as(who, &format!("/api/audit?{query}")).await
+    }
+
+    /// `GET /api/events/replay?<query>`, e.g.
+    /// `"topic=presence-events&fromOffset=6"`.
+    pub async fn replay(&self, who: &(impl Bearer + ?Sized), query: &str) -> ApiResponse {
+        self.get_as(who, &format!("/api/events/replay?{query}"))
+            .await
+    }
+
+    /// `GET /api/admin/projections`.
+    pub async fn projections(&self, who: &(impl Bearer + ?Sized)) -> ApiResponse {
+        self.get_as(who, "/api/admin/projections").await
+    }
+
+    /// `POST /api/admin/projections/{name}/rebuild`.
+    pub async fn rebuild_projection(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        name: &str,
+    ) -> ApiResponse {
+        self.request_as(
+            Method::POST,
+            who,
+            &format!("/api/admin/projections/{name}/rebuild"),
+            None,
+        )
+        .await
+    }
+
+    // ---- real time ------------------------------------------------------------
+
+    /// A live Socket.IO connection as `who`, past its (empty) replay: the
+    /// `replay:complete` that starts every connection is already read.
+    ///
+    /// # Panics
+    ///
+    /// If the handshake is refused or the first event is something else.
+    pub async fn socket(&self, who: &(impl Bearer + ?Sized)) -> TestSocket {
+        let mut socket = self
+            .connect_socket(json!({ "token": who.access_token() }))
+            .await
+            .expect("the connection is accepted");
+        let (name, payload) = socket.next().await;
+        assert_eq!(name, "replay:complete", "{payload}");
+        socket
+    }
+
+    /// Connects with this handshake `auth` (`{token, lastOffset?,
+    /// rooms?}`); the first event (`replay:complete` or
+    /// `replay:incomplete`) is left for the test to read.
+    pub async fn connect_socket(&self, auth: Value) -> Result<TestSocket, Refused> {
+        crate::socket::connect(&self.address, auth).await
+    }
+}
+
+/// An incident the harness reported.
+#[derive(Debug, Clone)]
+pub struct Reported {
+    pub id: Uuid,
+    /// Its `incident.created` offset.
+    pub offset: u64,
+    /// The incident as the command answered.
+    pub body: Value,
+}
+
+fn user_from(body: &Value) -> TestUser {
+    let user = &body["user"];
+    let token = |name: &str| {
+        body[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name} in {body}"))
+            .to_owned()
+    };
+    TestUser {
+        id: user["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_else(|| panic!("no user id in {body}")),
+        email: user["email"].as_str().unwrap_or_default().to_owned(),
+        role: serde_json::from_value(user["role"].clone()).expect("a role"),
+        token: token("accessToken"),
+        refresh_token: token("refreshToken"),
+        profile: user.clone(),
+    }
+}

@@ -1,0 +1,26 @@
+//! The integration tests of The Marauder's Map: one binary, one module per
+//! area, all against the real thing — a PostgreSQL database per test, the
+//! service on a free port, a real Socket.IO client, and a real Apache Iggy
+//! server where one is available. The harness is the `marauders-testkit`
+//! crate (`testkit/`), shared with the benches.
+//!
+//! `tests/README.md` says how to add a test: which module, the `TestApp`
+//! methods, given/when/then for the aggregate (in `core/tests/`), and the
+//! Iggy `#[ignore]` convention.
+
+mod http_edge;
+mod identity;
+mod iggy_server;
+mod incidents;
+mod log_conformance;
+mod log_consumer;
+mod notifications;
+mod openapi;
+mod presence;
+mod projectors;
+mod queries;
+mod realtime;
+mod rebuild;
+mod replay;
+mod web_page;
+mod write_model;

@@ -1,0 +1,220 @@
+//! Rebuilding projections from offset 0: the result is identical to the
+//! incrementally built one, read marks survive, nobody is notified twice,
+//! only professors may do it — over HTTP and from the command line.
+
+use marauders_map::domain::{Location, Role, Severity};
+use marauders_testkit::{EVENTUALLY, ReportIncident, TestApp, TestUser, eventually};
+use serde_json::Value;
+
+async fn table(app: &TestApp, sql: &str) -> Vec<String> {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_all(&app.database.pool)
+        .await
+        .unwrap()
+}
+
+/// Every row of every projection, as JSON text.
+async fn snapshot(app: &TestApp) -> [Vec<String>; 4] {
+    [
+        table(
+            app,
+            "SELECT row_to_json(r)::text FROM read_incidents r ORDER BY id",
+        )
+        .await,
+        table(
+            app,
+            "SELECT row_to_json(c)::text FROM read_comments c ORDER BY id",
+        )
+        .await,
+        table(
+            app,
+            "SELECT row_to_json(n)::text FROM notifications n ORDER BY id",
+        )
+        .await,
+        table(
+            app,
+            "SELECT row_to_json(a)::text FROM audit_log a ORDER BY log_offset",
+        )
+        .await,
+    ]
+}
+
+/// Waits until every projection runs with no lag; the list.
+pub async fn wait_until_caught_up(app: &TestApp, professor: &TestUser) -> Value {
+    eventually("every projection catches up", EVENTUALLY, || async {
+        let list = app.projections(professor).await.assert_status(200).body;
+        let done = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["state"] == "running" && p["lag"] == 0);
+        done.then_some(list)
+    })
+    .await
+}
+
+/// Oliver reports three bludgers; Dumbledore comments on each; Oliver
+/// raises each to CRITICAL. Every projection then has rows.
+async fn quidditch_season(app: &TestApp) -> (TestUser, TestUser) {
+    let oliver = app.user_named("oliver", Role::Student).await;
+    let dumbledore = app.user_named("dumbledore", Role::Professor).await;
+    for n in 0..3 {
+        let bludger = app
+            .reported(
+                &oliver,
+                ReportIncident::new(&format!("Bludger {n}")).location(Location::QuidditchPitch),
+            )
+            .await;
+        app.comment(&dumbledore, bludger.id, "Careful")
+            .await
+            .assert_status(201);
+        app.change_severity(&oliver, bludger.id, Severity::Critical)
+            .await
+            .assert_status(200);
+    }
+    let list = wait_until_caught_up(app, &dumbledore).await;
+    assert_eq!(list.as_array().unwrap().len(), 3);
+    (oliver, dumbledore)
+}
+
+async fn rebuild_every_projection(app: &TestApp, professor: &TestUser) {
+    for name in ["read-model", "notifications", "audit"] {
+        app.rebuild_projection(professor, name)
+            .await
+            .assert_status(202);
+        wait_until_caught_up(app, professor).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_reproduces_every_projection_exactly() {
+    let app = TestApp::spawn().await;
+    let (_, dumbledore) = quidditch_season(&app).await;
+    let before = snapshot(&app).await;
+    assert!(
+        before.iter().all(|rows| !rows.is_empty()),
+        "every projection has rows"
+    );
+
+    rebuild_every_projection(&app, &dumbledore).await;
+
+    assert_eq!(
+        snapshot(&app).await,
+        before,
+        "identical to the incrementally built projections"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_keeps_what_was_read() {
+    let app = TestApp::spawn().await;
+    let (oliver, dumbledore) = quidditch_season(&app).await;
+    let mine = app.notifications(&oliver, "").await;
+    let read_one = mine.body["items"][0]["id"].as_str().unwrap().to_owned();
+    app.mark_read(&oliver, &read_one).await.assert_status(204);
+
+    rebuild_every_projection(&app, &dumbledore).await;
+
+    let after = app.notifications(&oliver, "unread=true").await;
+    assert_eq!(
+        after.body["unreadCount"],
+        mine.body["unreadCount"].as_i64().unwrap() - 1,
+        "the read mark survived"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn only_professors_see_and_rebuild_projections() {
+    let app = TestApp::spawn().await;
+    let wood = app.user(Role::Prefect).await;
+
+    app.rebuild_projection(&wood, "read-model")
+        .await
+        .assert_error(403, "forbidden");
+    app.projections(&wood).await.assert_error(403, "forbidden");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn rebuilding_a_projection_that_does_not_exist_is_404() {
+    let app = TestApp::spawn().await;
+    let hooch = app.user(Role::Professor).await;
+
+    app.rebuild_projection(&hooch, "horcruxes")
+        .await
+        .assert_error(404, "not_found");
+    app.stop().await;
+}
+
+/// Runs the `marauders-map` binary with `args` against the app's database.
+fn run_binary(app: &TestApp, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_marauders-map"))
+        .args(args)
+        .env("DATABASE_URL", &app.database.url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the binary runs")
+}
+
+/// An app with one incident, every projection caught up; the professor.
+async fn app_with_a_ghost() -> (TestApp, TestUser) {
+    let app = TestApp::spawn().await;
+    let binns = app.user(Role::Professor).await;
+    app.reported(&binns, ReportIncident::new("Ghost in the classroom"))
+        .await;
+    wait_until_caught_up(&app, &binns).await;
+    (app, binns)
+}
+
+#[tokio::test]
+async fn the_command_line_lists_the_projections() {
+    let (app, _) = app_with_a_ghost().await;
+
+    let listed = run_binary(&app, &["projections"]);
+
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("read-model") && line.contains("incident-events")),
+        "{text}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_command_line_rebuilds_a_projection_to_the_same_rows() {
+    let (app, _) = app_with_a_ghost().await;
+    let before = snapshot(&app).await;
+
+    let rebuilt = run_binary(&app, &["projection", "rebuild", "read-model"]);
+
+    assert!(
+        rebuilt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rebuilt.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&rebuilt.stdout).trim(),
+        "read-model rebuilt: 1 events replayed, now at offset 1"
+    );
+    assert_eq!(snapshot(&app).await, before);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_command_line_refuses_a_projection_that_does_not_exist() {
+    let (app, _) = app_with_a_ghost().await;
+
+    let unknown = run_binary(&app, &["projection", "rebuild", "quidditch"]);
+
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no projection named 'quidditch'"));
+    app.stop().await;
+}
