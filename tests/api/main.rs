@@ -8,6 +8,7 @@
 //! methods, given/when/then for the aggregate (in `core/tests/`), and the
 //! Iggy `#[ignore]` convention.
 
+mod fixture_log;
 mod http_edge;
 mod identity;
 mod iggy_server;
