@@ -37,6 +37,11 @@
 //!
 //! `src/main.rs` is the thin `marauders-map` binary: `serve` (default) and
 //! `migrate`.
+//!
+//! Its integration tests are one binary, `tests/api/` (a module per area),
+//! on the harness in the dev-only `marauders-testkit` crate (`testkit/`),
+//! which the benches share; the aggregate's rules are specified in
+//! `core/tests/incident_rules.rs`. `tests/README.md` says how to add one.
 
 pub use marauders_core::{domain, events, incident, log};
 

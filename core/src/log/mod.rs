@@ -11,7 +11,7 @@
 //! - [`postgres::PostgresLog`]: the same log kept in a PostgreSQL table,
 //!   woken by LISTEN/NOTIFY, so the service and its tests run anywhere.
 //!
-//! Both pass the same conformance suite (`tests/log_conformance.rs`).
+//! Both pass the same conformance suite (`tests/api/log_conformance.rs`).
 //!
 //! The log stores bytes and message ids; it knows nothing about what the
 //! bytes mean. Turning them into events is [`crate::events`]' job.
