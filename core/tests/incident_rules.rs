@@ -55,9 +55,8 @@ fn snape() -> Actor {
 const TROLL: Uuid = Uuid::from_u128(0x2001);
 const PEEVES: Uuid = Uuid::from_u128(0x2002);
 
-/// The troll, reported by `reporter` at `severity`: the first event of every
-/// history below, at `history_time(0)`.
-fn troll_reported(reporter: Actor, severity: Severity) -> EventPayload {
+/// The troll as `reporter` reported it at `severity`, at `history_time(0)`.
+fn troll_created(reporter: Actor, severity: Severity) -> IncidentCreated {
     IncidentCreated {
         id: TROLL,
         title: "Troll in the dungeon".into(),
@@ -74,7 +73,20 @@ fn troll_reported(reporter: Actor, severity: Severity) -> EventPayload {
         resolved_at: None,
         version: 1,
     }
-    .into()
+}
+
+/// The troll's report: the first event of every history below.
+fn troll_reported(reporter: Actor, severity: Severity) -> EventPayload {
+    troll_created(reporter, severity).into()
+}
+
+/// The troll's report as `decide` makes it at [`NOW`].
+fn troll_reported_now(reporter: Actor, severity: Severity) -> IncidentCreated {
+    IncidentCreated {
+        created_at: NOW,
+        updated_at: NOW,
+        ..troll_created(reporter, severity)
+    }
 }
 
 fn troll_updated(version: u64, change: impl FnOnce(&mut IncidentUpdated)) -> EventPayload {
@@ -200,22 +212,7 @@ fn anyone_may_report_an_incident_which_starts_open_at_version_one() {
         let reporter = actor(10 + n as u128, *role);
         let incident = given([])
             .when(report(TROLL, Severity::High), reporter)
-            .then(IncidentCreated {
-                id: TROLL,
-                title: "Troll in the dungeon".into(),
-                description: Some("It came through the cellar door".into()),
-                severity: Severity::High,
-                location: Location::Dungeons,
-                status: IncidentStatus::Open,
-                reported_by: reporter.user_id,
-                assigned_to: None,
-                resolved_by: None,
-                resolution: None,
-                created_at: NOW,
-                updated_at: NOW,
-                resolved_at: None,
-                version: 1,
-            });
+            .then(troll_reported_now(reporter, Severity::High));
         assert_eq!(incident.version, 1);
         assert_eq!(incident.status, IncidentStatus::Open);
         assert!(!incident.deleted);
@@ -231,22 +228,9 @@ fn a_report_carries_the_full_incident_with_nothing_assigned_or_resolved() {
         severity: Severity::Critical,
         location: Location::Dungeons,
     };
-    given([]).when(command, ron()).then(IncidentCreated {
-        id: TROLL,
-        title: "Troll in the dungeon".into(),
-        description: Some("It came through the cellar door".into()),
-        severity: Severity::Critical,
-        location: Location::Dungeons,
-        status: IncidentStatus::Open,
-        reported_by: ron().user_id,
-        assigned_to: None,
-        resolved_by: None,
-        resolution: None,
-        created_at: NOW,
-        updated_at: NOW,
-        resolved_at: None,
-        version: 1,
-    });
+    given([])
+        .when(command, ron())
+        .then(troll_reported_now(ron(), Severity::Critical));
 }
 
 #[test]
@@ -262,17 +246,8 @@ fn a_report_with_a_blank_description_has_no_description() {
         id: PEEVES,
         title: "Peeves again".into(),
         description: None,
-        severity: Severity::Low,
         location: Location::Library,
-        status: IncidentStatus::Open,
-        reported_by: neville().user_id,
-        assigned_to: None,
-        resolved_by: None,
-        resolution: None,
-        created_at: NOW,
-        updated_at: NOW,
-        resolved_at: None,
-        version: 1,
+        ..troll_reported_now(neville(), Severity::Low)
     });
     assert_eq!(incident.description, None);
 }
@@ -823,12 +798,9 @@ fn the_fold_accepts_an_event_only_at_the_next_version() {
 
 #[test]
 fn the_fold_voids_a_creation_that_is_not_version_one() {
-    let not_first = match troll_reported(ron(), Severity::Medium) {
-        EventPayload::IncidentCreated(created) => IncidentCreated {
-            version: 2,
-            ..created
-        },
-        other => unreachable!("{other:?}"),
+    let not_first = IncidentCreated {
+        version: 2,
+        ..troll_created(ron(), Severity::Medium)
     };
     let history = given([not_first.into()]);
     assert_eq!(history.outcomes(), [FoldOutcome::Voided]);
@@ -844,13 +816,12 @@ fn the_fold_voids_any_other_event_before_the_creation() {
 
 #[test]
 fn the_fold_voids_a_second_creation_of_a_known_id() {
-    let again = |version| match troll_reported(neville(), Severity::Low) {
-        EventPayload::IncidentCreated(created) => EventPayload::from(IncidentCreated {
+    let again = |version| {
+        EventPayload::from(IncidentCreated {
             title: "Again".into(),
             version,
-            ..created
-        }),
-        other => unreachable!("{other:?}"),
+            ..troll_created(neville(), Severity::Low)
+        })
     };
     for version in [1, 2] {
         let history = given([troll_reported(ron(), Severity::Medium), again(version)]);
@@ -976,12 +947,9 @@ fn events_of_other_topics_are_not_incident_events() {
 
 #[test]
 fn the_fold_keeps_each_incident_apart() {
-    let peeves_reported = match troll_reported(neville(), Severity::High) {
-        EventPayload::IncidentCreated(created) => IncidentCreated {
-            id: PEEVES,
-            ..created
-        },
-        other => unreachable!("{other:?}"),
+    let peeves_reported = IncidentCreated {
+        id: PEEVES,
+        ..troll_created(neville(), Severity::High)
     };
     let history = given([
         troll_reported(ron(), Severity::Low),

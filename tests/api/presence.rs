@@ -283,8 +283,8 @@ async fn an_indicator_that_is_not_renewed_expires_within_a_few_seconds() {
 
 // ---- notification pushes ----------------------------------------------------------
 
-#[tokio::test]
-async fn a_new_notification_reaches_its_owners_connections() {
+/// Harry's flying car, and Harry and Ron; Ron will comment on it.
+async fn harrys_flying_car() -> (TestApp, TestUser, TestUser, uuid::Uuid) {
     let app = TestApp::spawn().await;
     let harry = app.user(Role::Student).await;
     let ron = app.user(Role::Student).await;
@@ -294,15 +294,21 @@ async fn a_new_notification_reaches_its_owners_connections() {
             ReportIncident::new("Flying car in the Whomping Willow"),
         )
         .await;
+    (app, harry, ron, car.id)
+}
+
+#[tokio::test]
+async fn a_new_notification_reaches_its_owners_connections() {
+    let (app, harry, ron, car) = harrys_flying_car().await;
     let mut harrys = app.socket(&harry).await;
 
-    app.comment(&ron, car.id, "Sorry about the car")
+    app.comment(&ron, car, "Sorry about the car")
         .await
         .assert_status(201);
 
     let pushed = harrys.next_named("notification:new").await;
     assert_eq!(pushed["kind"], "comment");
-    assert_eq!(pushed["incidentId"], car.id.to_string());
+    assert_eq!(pushed["incidentId"], car.to_string());
     assert!(pushed["readAt"].is_null());
     let listed = app.notifications(&harry, "").await;
     assert_eq!(listed.body["items"][0]["id"], pushed["id"]);
@@ -310,19 +316,11 @@ async fn a_new_notification_reaches_its_owners_connections() {
 
 #[tokio::test]
 async fn a_new_notification_reaches_nobody_else() {
-    let app = TestApp::spawn().await;
-    let harry = app.user(Role::Student).await;
-    let ron = app.user(Role::Student).await;
-    let car = app
-        .reported(
-            &harry,
-            ReportIncident::new("Flying car in the Whomping Willow"),
-        )
-        .await;
+    let (app, harry, ron, car) = harrys_flying_car().await;
     let mut harrys = app.socket(&harry).await;
     let mut rons = app.socket(&ron).await;
 
-    app.comment(&ron, car.id, "Sorry about the car")
+    app.comment(&ron, car, "Sorry about the car")
         .await
         .assert_status(201);
     harrys.next_named("notification:new").await;
