@@ -95,7 +95,8 @@ enum DatabaseChoice {
 }
 
 impl TestAppBuilder {
-    /// On this (migrated) database instead of a fresh one: a restart.
+    /// On this (migrated) database instead of a fresh one: a restart, or a
+    /// database the test prepared. After [`TestAppBuilder::on`], it wins.
     pub fn database(mut self, database: TestDatabase) -> Self {
         self.database = DatabaseChoice::Existing(database);
         self
@@ -153,6 +154,7 @@ impl TestAppBuilder {
     /// Builds the real [`Application`] on port 0 and runs it in the
     /// background until [`TestApp::stop`].
     pub async fn spawn(self) -> TestApp {
+        show_logs_if_asked();
         let database = match self.database {
             DatabaseChoice::Fresh => TestDatabase::fresh().await,
             DatabaseChoice::Existing(database) => database,
@@ -712,6 +714,21 @@ impl TestApp {
     /// `replay:incomplete`) is left for the test to read.
     pub async fn connect_socket(&self, auth: Value) -> Result<TestSocket, Refused> {
         crate::socket::connect(&self.address, auth).await
+    }
+}
+
+/// The service's logs, shown only when `TEST_LOG` is set (to a `tracing`
+/// filter, e.g. `TEST_LOG=debug`), as zero-to-production does: a failing
+/// test's output is then the service's story.
+fn show_logs_if_asked() {
+    if let Ok(filter) = std::env::var("TEST_LOG") {
+        let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // Another test of this process may have installed it already.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
     }
 }
 
