@@ -400,6 +400,28 @@ async fn events_survive_the_log_byte_for_byte(backend: &TestBackend) {
     log.shutdown().await;
 }
 
+/// The log stores bytes and ids and does not judge them: a batch may hold
+/// the same message twice (a producer re-sending), and each copy gets an
+/// offset of its own. Consumers deduplicate by event id.
+async fn a_batch_may_hold_the_same_message_twice(backend: &TestBackend) {
+    let log = backend.open_log().await;
+    let (first, again) = (message("first"), message("again"));
+    let batch = [first.clone(), again.clone(), first.clone()];
+
+    let offsets = log.append(Topic::IncidentEvents, &batch).await.unwrap();
+
+    assert_eq!(offsets, [0, 1, 2]);
+    let ids: Vec<Uuid> = log
+        .read(Topic::IncidentEvents, 0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|record| record.id)
+        .collect();
+    assert_eq!(ids, [first.id, again.id, first.id]);
+    log.shutdown().await;
+}
+
 macro_rules! conformance_suite {
     ($($test:ident),+ $(,)?) => {
         /// The embedded log in PostgreSQL.
@@ -439,4 +461,5 @@ conformance_suite!(
     a_reader_in_another_instance_wakes_on_an_append,
     an_empty_payload_is_rejected_and_nothing_is_appended,
     events_survive_the_log_byte_for_byte,
+    a_batch_may_hold_the_same_message_twice,
 );

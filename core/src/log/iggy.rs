@@ -305,8 +305,12 @@ impl IggyLog {
                 continue;
             }
             for record in &records {
-                if let Some(position) = ids.iter().position(|id| *id == record.id)
-                    && offsets[position].is_none()
+                // A batch may hold one id more than once (a re-sent
+                // message): each copy takes the next position still open.
+                if let Some(position) = ids
+                    .iter()
+                    .zip(&offsets)
+                    .position(|(id, offset)| *id == record.id && offset.is_none())
                 {
                     offsets[position] = Some(record.offset);
                 }
