@@ -180,6 +180,19 @@ async fn a_howler_with_a_typist_and_a_reader() -> Howler {
     }
 }
 
+impl Howler {
+    /// Harry starts typing; Ron sees it.
+    async fn harry_starts_typing(&mut self) {
+        assert_eq!(
+            self.typist
+                .request("typing:start", json!({ "incidentId": self.incident }))
+                .await,
+            json!({"ok": true})
+        );
+        assert_eq!(self.reader.next_named("typing").await["typing"], true);
+    }
+}
+
 #[tokio::test]
 async fn typing_reaches_the_others_in_the_room_until_it_stops() {
     let Howler {
@@ -190,12 +203,9 @@ async fn typing_reaches_the_others_in_the_room_until_it_stops() {
         ..
     } = a_howler_with_a_typist_and_a_reader().await;
 
-    assert_eq!(
-        typist
-            .request("typing:start", json!({ "incidentId": incident }))
-            .await,
-        json!({"ok": true})
-    );
+    typist
+        .request("typing:start", json!({ "incidentId": incident }))
+        .await;
     assert_eq!(
         reader.next_named("typing").await,
         json!({"incidentId": incident, "userId": harry.id, "displayName": "harry", "typing": true})
@@ -208,38 +218,22 @@ async fn typing_reaches_the_others_in_the_room_until_it_stops() {
 
 #[tokio::test]
 async fn a_typist_who_vanishes_without_typing_stop_stops_typing() {
-    let Howler {
-        incident,
-        typist,
-        mut reader,
-        ..
-    } = a_howler_with_a_typist_and_a_reader().await;
-    typist
-        .request("typing:start", json!({ "incidentId": incident }))
-        .await;
-    assert_eq!(reader.next_named("typing").await["typing"], true);
+    let mut howler = a_howler_with_a_typist_and_a_reader().await;
+    howler.harry_starts_typing().await;
 
-    typist.close().await;
+    howler.typist.close().await;
 
-    assert_eq!(reader.next_named("typing").await["typing"], false);
+    assert_eq!(howler.reader.next_named("typing").await["typing"], false);
 }
 
 #[tokio::test]
 async fn typing_does_not_reach_a_client_outside_the_room() {
-    let Howler {
-        incident,
-        typist,
-        mut reader,
-        mut outsider,
-        ..
-    } = a_howler_with_a_typist_and_a_reader().await;
+    let mut howler = a_howler_with_a_typist_and_a_reader().await;
 
-    typist
-        .request("typing:start", json!({ "incidentId": incident }))
-        .await;
-    reader.next_named("typing").await;
+    howler.harry_starts_typing().await;
 
-    let outside: Vec<_> = outsider
+    let outside: Vec<_> = howler
+        .outsider
         .drain(QUIET)
         .await
         .into_iter()
@@ -250,16 +244,9 @@ async fn typing_does_not_reach_a_client_outside_the_room() {
 
 #[tokio::test]
 async fn an_indicator_that_is_not_renewed_expires_within_a_few_seconds() {
-    let Howler {
-        incident,
-        typist,
-        mut reader,
-        ..
-    } = a_howler_with_a_typist_and_a_reader().await;
-    typist
-        .request("typing:start", json!({ "incidentId": incident }))
-        .await;
-    assert_eq!(reader.next_named("typing").await["typing"], true);
+    let mut howler = a_howler_with_a_typist_and_a_reader().await;
+    howler.harry_starts_typing().await;
+    let reader = &mut howler.reader;
 
     let started = tokio::time::Instant::now();
     let deadline = started + Duration::from_secs(8);
