@@ -121,10 +121,7 @@ async fn measure_rebuild(
     let model = WriteModel::new(log.clone(), pool.clone());
     model.delete_snapshot().await.unwrap();
     let cold = model.rebuild(false).await.unwrap();
-    model
-        .save_snapshot(&model.fold().await, cold.events_replayed)
-        .await
-        .unwrap();
+    model.take_snapshot().await.unwrap();
     let warm = WriteModel::new(log.clone(), pool.clone())
         .rebuild(true)
         .await

@@ -14,12 +14,13 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::commands::{CommandHandler, WriteModel};
+use crate::commands::{CommandHandler, Faults, WriteModel};
 use crate::config::{Config, ServeConfig};
 use crate::database;
 use crate::http::{self, AppState};
 use crate::identity::tokens::{JwtKeys, load_or_create_jwt_secret};
 use crate::log::EventLog;
+use crate::log_migration::LogUserLock;
 use crate::outbox::OutboxRelay;
 use crate::projections::{PROJECTIONS, Projections, ProjectionsError};
 use crate::realtime;
@@ -38,6 +39,8 @@ pub struct Application {
     /// False with `--without-projectors`: they run elsewhere
     /// (`marauders-map project <name>`).
     run_projectors: bool,
+    /// Keeps `log migrate` off this database while the service runs.
+    log_user_lock: LogUserLock,
 }
 
 impl Application {
@@ -47,8 +50,8 @@ impl Application {
     }
 
     /// [`Application::build`] on a migrated pool and a log the caller has
-    /// opened (`config.database_url` and `config.iggy_url` are then not
-    /// used). Tests use it to give each service an Iggy stream of its own
+    /// opened (`config.iggy_url` is then not used; `config.database_url`
+    /// only for the lock that keeps `log migrate` away). Tests use it to give each service an Iggy stream of its own
     /// on a shared server.
     pub async fn build_on(
         config: &Config,
@@ -57,6 +60,7 @@ impl Application {
         log: EventLog,
     ) -> anyhow::Result<Application> {
         let secret = load_or_create_jwt_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
+        let log_user_lock = LogUserLock::acquire(&config.database_url).await?;
         if let Err(error) = log.wait_until_ready(serve.iggy_startup_wait()).await {
             // Serving anyway: requests that need the log answer 503 until it
             // is reachable, and the log keeps trying in the background.
@@ -92,6 +96,7 @@ impl Application {
             .with_context(|| format!("Failed to bind {address}"))?;
         Ok(Application {
             run_projectors: !serve.without_projectors,
+            log_user_lock,
             listener,
             realtime,
             state: AppState {
@@ -120,6 +125,11 @@ impl Application {
         self.state.write_model.clone()
     }
 
+    /// The write path's fault hooks, for tests that lose an append's answer.
+    pub fn faults(&self) -> Arc<Faults> {
+        self.state.commands.faults()
+    }
+
     /// Serves until `shutdown` is cancelled, then drains and closes.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Application {
@@ -127,6 +137,7 @@ impl Application {
             state,
             realtime: (socket_layer, realtime_workers),
             run_projectors: self_runs_projectors,
+            log_user_lock,
         } = self;
         tracing::info!(
             address = %listener.local_addr()?,
@@ -183,6 +194,7 @@ impl Application {
         }
         state.log.shutdown().await;
         state.pool.close().await;
+        drop(log_user_lock);
         tracing::info!("shut down cleanly");
         served
     }

@@ -25,6 +25,11 @@ pub struct Config {
     #[arg(long, global = true, env = "IGGY_URL")]
     pub iggy_url: Option<String>,
 
+    /// The Iggy stream that holds the topics (one per deployment sharing a
+    /// server).
+    #[arg(long, global = true, env = "IGGY_STREAM", default_value = crate::log::STREAM_NAME)]
+    pub iggy_stream: String,
+
     /// Directory for state the service keeps on disk.
     #[arg(
         long,
@@ -87,7 +92,11 @@ impl Config {
     /// Which log backend to open, over the given pool for the embedded one.
     pub fn log_config(&self, pool: &sqlx::PgPool) -> LogConfig {
         match &self.iggy_url {
-            Some(url) if !url.trim().is_empty() => LogConfig::Iggy(IggyConfig::new(url.trim())),
+            Some(url) if !url.trim().is_empty() => {
+                let mut iggy = IggyConfig::new(url.trim());
+                iggy.stream = self.iggy_stream.clone();
+                LogConfig::Iggy(iggy)
+            }
             _ => LogConfig::Postgres(pool.clone()),
         }
     }

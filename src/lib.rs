@@ -11,6 +11,8 @@
 //!
 //! - [`domain`]: severities, statuses, locations, roles.
 //! - [`events`]: the envelope and the typed catalog of all event types.
+//! - [`idempotency`]: idempotency keys and the ids derived from them.
+//! - [`incident`]: the aggregate (decide/evolve) and the version rule.
 //! - [`log`]: the log interface and its two backends (Iggy, PostgreSQL).
 //!
 //! This crate is the service around it:
@@ -24,6 +26,8 @@
 //!   and the OpenAPI document generated from the handlers.
 //! - [`identity`]: accounts, sessions, JWTs and roles — kept in PostgreSQL
 //!   because they are secrets, and told to the log through the outbox.
+//! - [`log_migration`]: `log migrate`, copying the embedded log into an
+//!   empty Iggy stream as the same log (offsets, ids and identity kept).
 //! - [`outbox`]: the transactional outbox and the relay that appends its
 //!   rows to the log in commit order.
 //! - [`projections`]: the projections the service runs, their status, and
@@ -43,7 +47,7 @@
 //! which the benches share; the aggregate's rules are specified in
 //! `core/tests/incident_rules.rs`. `tests/README.md` says how to add one.
 
-pub use marauders_core::{domain, events, incident, log};
+pub use marauders_core::{domain, events, idempotency, incident, log};
 
 pub mod app;
 pub mod commands;
@@ -51,6 +55,7 @@ pub mod config;
 pub mod database;
 pub mod http;
 pub mod identity;
+pub mod log_migration;
 pub mod outbox;
 pub mod projections;
 pub mod realtime;

@@ -42,6 +42,23 @@ enum Command {
     Projection(ProjectionCommand),
     /// Each projection's stored offset, log end, lag and dead letters.
     Projections,
+    /// Operate on the log itself.
+    #[command(subcommand)]
+    Log(LogCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum LogCommand {
+    /// Copy the embedded log (in DATABASE_URL) into an empty Apache Iggy
+    /// stream as the same log — every offset, id and the log's identity
+    /// kept — and verify the copy. Run it with the service stopped; then
+    /// set IGGY_URL and start the service: projections continue where they
+    /// were.
+    Migrate {
+        /// The Iggy server, e.g. iggy://user:password@127.0.0.1:8090.
+        #[arg(long = "to")]
+        to: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,6 +112,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::Project { name }) => {
             let (pool, log) = marauders_map::app::connect_database_and_log(&cli.config).await?;
+            let _log_user =
+                marauders_map::log_migration::LogUserLock::acquire(&cli.config.database_url)
+                    .await?;
             log.wait_until_ready(std::time::Duration::from_secs(30))
                 .await?;
             let shutdown = shutdown::signal_token();
@@ -134,8 +154,41 @@ async fn main() -> anyhow::Result<()> {
                     status.lag,
                     status.dead_letters
                 );
+                if let Some(problem) = &status.problem {
+                    println!("  {}: {problem}", status.name);
+                }
             }
             log.shutdown().await;
+            Ok(())
+        }
+        Some(Command::Log(LogCommand::Migrate { to })) => {
+            let pool = database::connect(&cli.config.database_url).await?;
+            database::run_migrations(&pool).await?;
+            let mut target = marauders_map::log::iggy::IggyConfig::new(to.trim());
+            target.stream = cli.config.iggy_stream.clone();
+            let stream = target.stream.clone();
+            let report = marauders_map::log_migration::migrate_embedded_log_to_iggy(
+                &cli.config.database_url,
+                &pool,
+                target,
+            )
+            .await?;
+            for (topic, count) in &report.copied {
+                println!("{topic:<16} {count:>10} messages copied and verified");
+            }
+            println!(
+                "{} consumer offsets copied; the log keeps its identity {}.",
+                report.consumer_offsets, report.log_id
+            );
+            println!(
+                "Now start the service with IGGY_URL={} (and the same DATABASE_URL{}): projections continue from their offsets, no rebuild needed.",
+                marauders_map::log::iggy::redact_password(&to),
+                if stream == marauders_map::log::STREAM_NAME {
+                    String::new()
+                } else {
+                    format!(", IGGY_STREAM={stream}")
+                }
+            );
             Ok(())
         }
         Some(Command::Serve) | None => serve_until_signal(&cli.config, &cli.serve).await,

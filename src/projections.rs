@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use marauders_projections::{
     AUDIT, AuditProjector, HEARTBEAT_INTERVAL, NOTIFICATIONS, NotificationsProjector,
     ProjectionError, READ_MODEL, ReadModelProjector, RebuildProgress, RebuildReport,
-    rebuild_projection, stored_offset,
+    projection_position, rebuild_projection,
 };
 use serde::Serialize;
 use sqlx::PgPool;
@@ -44,10 +44,14 @@ pub struct ProjectionStatus {
     pub stored_offset: u64,
     pub log_end: u64,
     pub lag: u64,
-    /// `rebuilding` while a rebuild is under way; `running` when some process
-    /// (this one, or `marauders-map project <name>`) has advanced it or
-    /// reported in within the last three heartbeats; `stopped` otherwise.
+    /// `rebuilding` while a rebuild is under way; `wrong-log` when its
+    /// offset was stored on another log (it refuses to run, and its queries
+    /// answer 503, until rebuilt); `running` when some process (this one, or
+    /// `marauders-map project <name>`) has advanced it or reported in within
+    /// the last three heartbeats; `stopped` otherwise.
     pub state: &'static str,
+    /// What an operator must do, when something is wrong.
+    pub problem: Option<String>,
     pub dead_letters: i64,
     /// While rebuilding: how far the replay has come.
     pub rebuild: Option<RebuildStatus>,
@@ -137,8 +141,11 @@ impl Projections {
 
     pub async fn status(&self) -> Result<Vec<ProjectionStatus>, ProjectionsError> {
         let mut statuses = Vec::new();
+        let log_id = self.log.known_log_id();
         for (name, topic) in PROJECTIONS {
-            let stored = stored_offset(&self.pool, name, topic).await?;
+            let position = projection_position(&self.pool, name, topic).await?;
+            let stored = position.next_offset;
+            let wrong_log = log_id.filter(|log_id| !position.belongs_to(*log_id));
             let alive: bool = sqlx::query_scalar(
                 "SELECT COALESCE(bool_or(updated_at > now() - $3 * interval '1 second'), false)
                    FROM projector_offsets WHERE projector = $1 AND topic = $2",
@@ -169,11 +176,18 @@ impl Projections {
                 stored_offset: stored,
                 log_end,
                 lag: log_end.saturating_sub(stored),
-                state: match (rebuild.is_some(), alive) {
-                    (true, _) => "rebuilding",
-                    (false, true) => "running",
-                    (false, false) => "stopped",
+                state: match (rebuild.is_some(), wrong_log.is_some(), alive) {
+                    (true, _, _) => "rebuilding",
+                    (false, true, _) => "wrong-log",
+                    (false, false, true) => "running",
+                    (false, false, false) => "stopped",
                 },
+                problem: wrong_log.map(|log_id| {
+                    format!(
+                        "built from log {}, but the log is {log_id}: rebuild it (POST /api/admin/projections/{name}/rebuild)",
+                        position.log_id.map_or_else(String::new, |id| id.to_string())
+                    )
+                }),
                 dead_letters,
                 rebuild,
             });

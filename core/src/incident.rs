@@ -162,6 +162,48 @@ pub enum IncidentCommand {
     },
 }
 
+impl IncidentCommand {
+    /// The command as one canonical JSON value: its kind and every field as
+    /// parsed (trimmed, typed). The fingerprint of a keyed request is a hash
+    /// of this and the incident it targets, and fingerprints are kept on the
+    /// log, so the form of an existing command must never change.
+    pub fn canonical(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            IncidentCommand::Report {
+                id,
+                title,
+                description,
+                severity,
+                location,
+            } => json!({
+                "command": "report", "id": id, "title": title.0, "description": description.0,
+                "severity": severity, "location": location,
+            }),
+            IncidentCommand::Update(changes) => json!({
+                "command": "update",
+                "title": changes.title.as_ref().map(|t| &t.0),
+                "description": changes.description.as_ref().map(|d| &d.0),
+                "location": changes.location,
+                "status": changes.status,
+                // Absent (unchanged), null (unassign) and an id are three
+                // different requests.
+                "assignedTo": changes.assigned_to.map(|a| json!({ "to": a })),
+            }),
+            IncidentCommand::Resolve { resolution } => {
+                json!({ "command": "resolve", "resolution": resolution.0 })
+            }
+            IncidentCommand::ChangeSeverity { severity } => {
+                json!({ "command": "change-severity", "severity": severity })
+            }
+            IncidentCommand::Delete => json!({ "command": "delete" }),
+            IncidentCommand::AddComment { comment_id, body } => {
+                json!({ "command": "add-comment", "commentId": comment_id, "body": body.0 })
+            }
+        }
+    }
+}
+
 /// Why a command was refused: one variant per rule of [`decide`], each
 /// with the message a person reads. Nothing is appended for a rejected
 /// command. [`Rejection::rule`] names the rule for machines (and tests).

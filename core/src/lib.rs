@@ -16,6 +16,8 @@
 //!   that the write side and every projector share. Each rule that can
 //!   refuse a command is named: [`incident::Rejection`] and
 //!   [`incident::Rule`].
+//! - [`idempotency`]: `Idempotency-Key`s, and the incident, comment and
+//!   event ids derived from them so that a retried command is recognised.
 //! - [`log`]: the append-only log — stream `marauders-map`, topics
 //!   `incident-events`, `presence-events`, `auth-events` — behind one
 //!   interface ([`log::EventLog`]) with two backends: Apache Iggy
@@ -32,6 +34,7 @@
 
 pub mod domain;
 pub mod events;
+pub mod idempotency;
 pub mod incident;
 pub mod log;
 pub mod testing;

@@ -32,7 +32,7 @@ impl Projector for AuditProjector {
         let envelope = event.to_envelope();
         sqlx::query(
             "INSERT INTO audit_log (log_offset, event_id, event_type, user_id, data, occurred_at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (log_offset) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
         )
         .bind(offset as i64)
         .bind(event.event_id)

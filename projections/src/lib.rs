@@ -7,8 +7,9 @@
 //! - [`runtime`]: [`Projector`] (a name, a topic, a handler that changes
 //!   tables) and [`ProjectorRunner`], which applies a batch and stores the
 //!   offset in one PostgreSQL transaction — `poll_once` for tests, `run`
-//!   for the service. Duplicates (same `eventId`) are ignored; undecodable
-//!   messages go to `dead_letters`.
+//!   for the service. Copies of an event change nothing (the version rule,
+//!   or rows keyed by event id); undecodable messages go to `dead_letters`;
+//!   an offset stored on another log stops the projector.
 //! - [`read_model`]: the projector behind the incident queries.
 //! - [`notifications`]: comments, resolutions and CRITICAL escalations
 //!   turned into notifications for the people concerned.
@@ -31,6 +32,6 @@ pub use notifications::{NOTIFICATIONS, NotificationsProjector};
 pub use read_model::{READ_MODEL, ReadModelProjector};
 pub use rebuild::{RebuildProgress, RebuildReport, rebuild_projection};
 pub use runtime::{
-    HEARTBEAT_INTERVAL, ProjectionError, Projector, ProjectorRunner, StepOutcome, stored_offset,
-    wait_until_applied,
+    HEARTBEAT_INTERVAL, ProjectionError, ProjectionPosition, Projector, ProjectorRunner,
+    StepOutcome, projection_position, stored_offset, wait_until_applied,
 };

@@ -41,8 +41,9 @@ impl Projector for ReadModelProjector {
             EventPayload::IncidentCreated(created) if created.version == 1 => {
                 sqlx::query(
                     "INSERT INTO read_incidents (id, title, description, severity, location, status, reported_by,
-                         assigned_to, resolved_by, resolution, created_at, updated_at, resolved_at, version)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1)
+                         assigned_to, resolved_by, resolution, created_at, updated_at, resolved_at, version,
+                         created_offset)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14)
                      ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(created.id)
@@ -58,6 +59,7 @@ impl Projector for ReadModelProjector {
                 .bind(created.created_at)
                 .bind(created.updated_at)
                 .bind(created.resolved_at)
+                .bind(offset as i64)
                 .execute(&mut *tx)
                 .await?;
             }

@@ -2,8 +2,8 @@
 //! while the old ones keep answering queries, then switch over atomically.
 //!
 //! 1. Create a schema `rebuild_<projector>` with empty copies of the
-//!    projector's tables and of the bookkeeping tables (offsets, applied
-//!    event ids, dead letters).
+//!    projector's tables and of the bookkeeping tables (offsets, dead
+//!    letters).
 //! 2. Run the projector there (its transactions search that schema first)
 //!    until it has caught up with the log, reporting progress.
 //! 3. In one transaction: lock the live projector's offset row (which
@@ -24,11 +24,7 @@ use sqlx::PgPool;
 use crate::runtime::{ProjectionError, Projector, ProjectorRunner, StepOutcome};
 
 /// Tables every projector shares, keyed by projector name.
-const BOOKKEEPING_TABLES: [&str; 3] = [
-    "projector_offsets",
-    "projector_applied_events",
-    "dead_letters",
-];
+const BOOKKEEPING_TABLES: [&str; 2] = ["projector_offsets", "dead_letters"];
 
 /// Progress of a rebuild, readable while it runs.
 #[derive(Debug, Default)]
@@ -79,10 +75,9 @@ pub async fn rebuild_projection<P: Projector>(
             StepOutcome::Advanced {
                 next_offset,
                 applied,
-                duplicates,
                 dead_lettered,
             } => {
-                events += (applied + duplicates + dead_lettered) as u64;
+                events += (applied + dead_lettered) as u64;
                 progress
                     .applied_offset
                     .store(next_offset, Ordering::Relaxed);
@@ -120,7 +115,7 @@ pub async fn rebuild_projection<P: Projector>(
     sqlx::raw_sql(sqlx::AssertSqlSafe(switch))
         .execute(&mut *tx)
         .await?;
-    for table in ["projector_applied_events", "dead_letters"] {
+    for table in ["dead_letters"] {
         let sql = format!(
             "DELETE FROM public.{table} WHERE projector = '{name}';
              INSERT INTO public.{table} SELECT * FROM {schema}.{table} WHERE projector = '{name}'"
@@ -129,10 +124,13 @@ pub async fn rebuild_projection<P: Projector>(
             .execute(&mut *tx)
             .await?;
     }
-    sqlx::query("UPDATE public.projector_offsets SET next_offset = $3, updated_at = now() WHERE projector = $1 AND topic = $2")
+    // The rebuilt offset belongs to the log it was read from: a projection
+    // that belonged to another log is now this one's.
+    sqlx::query("UPDATE public.projector_offsets SET next_offset = $3, log_id = $4, updated_at = now() WHERE projector = $1 AND topic = $2")
         .bind(name)
         .bind(topic.name())
         .bind(next_offset as i64)
+        .bind(log.log_id().await?.0)
         .execute(&mut *tx)
         .await?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))

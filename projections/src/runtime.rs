@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use marauders_core::events::Event;
-use marauders_core::log::{EventLog, LogError, Topic};
+use marauders_core::log::{EventLog, LogError, LogId, Topic};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
@@ -35,6 +35,13 @@ pub trait Projector: Send + Sync {
     /// Applies one event inside the runner's transaction. An error aborts
     /// the whole batch (it is retried); events the projector does not care
     /// about are simply ignored.
+    ///
+    /// The log may hold copies of an event (an outbox re-send, a command's
+    /// re-sent append): applying a copy must change nothing. Incident
+    /// projectors get that from the version rule (a copy claims a version
+    /// already taken), others from rows keyed by the event id. There is no
+    /// shared "seen event ids" table: a voided copy must not hide a later
+    /// copy that the version rule accepts.
     fn apply(
         &self,
         tx: &mut PgConnection,
@@ -46,11 +53,11 @@ pub trait Projector: Send + Sync {
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepOutcome {
-    /// Applied a batch: `applied` events, `duplicates` already applied,
-    /// `dead_lettered` that could not be decoded.
+    /// Applied a batch: `applied` events handed to the projector (copies and
+    /// lost races among them change nothing), `dead_lettered` that could not
+    /// be decoded.
     Advanced {
         applied: usize,
-        duplicates: usize,
         dead_lettered: usize,
         next_offset: u64,
     },
@@ -63,6 +70,17 @@ pub enum StepOutcome {
 pub enum ProjectionError {
     #[error(transparent)]
     Log(#[from] LogError),
+    /// The projector's offset was stored while reading another log: it
+    /// means nothing here, and applying from it would serve state of that
+    /// other log as if it were this one's.
+    #[error(
+        "projection {projector} was built from log {stored}, but the log is {log}: rebuild it (POST /api/admin/projections/{projector}/rebuild or `marauders-map projection rebuild {projector}`) or migrate the log"
+    )]
+    WrongLog {
+        projector: &'static str,
+        stored: LogId,
+        log: LogId,
+    },
     #[error("projection database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -103,11 +121,12 @@ impl<P: Projector> ProjectorRunner<P> {
         &self.projector
     }
 
-    /// One step: lock this projector's offset row, read a batch from it,
-    /// apply each event (skipping duplicates, dead-lettering what cannot be
-    /// decoded), store the new offset, commit.
+    /// One step: lock this projector's offset row, check it belongs to this
+    /// log, read a batch from it, apply each event (dead-lettering what
+    /// cannot be decoded), store the new offset, commit.
     pub async fn poll_once(&self) -> Result<StepOutcome, ProjectionError> {
         let (name, topic) = (self.projector.name(), self.projector.topic());
+        let log_id = self.log.log_id().await?;
         let mut tx = self.pool.begin().await?;
         if let Some(schema) = &self.schema {
             sqlx::query("SELECT set_config('search_path', $1, true)")
@@ -115,26 +134,37 @@ impl<P: Projector> ProjectorRunner<P> {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("INSERT INTO projector_offsets (projector, topic) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        sqlx::query("INSERT INTO projector_offsets (projector, topic, log_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
             .bind(name)
             .bind(topic.name())
+            .bind(log_id.0)
             .execute(&mut *tx)
             .await?;
         // The row lock also keeps two runners of one projector (two
         // instances) from applying the same batch at once.
-        let next: i64 =
-            sqlx::query_scalar("SELECT next_offset FROM projector_offsets WHERE projector = $1 AND topic = $2 FOR UPDATE")
+        let (next, stored_log): (i64, Option<uuid::Uuid>) =
+            sqlx::query_as("SELECT next_offset, log_id FROM projector_offsets WHERE projector = $1 AND topic = $2 FOR UPDATE")
                 .bind(name)
                 .bind(topic.name())
                 .fetch_one(&mut *tx)
                 .await?;
+        // A row from before log ids existed adopts the log it runs on.
+        if let Some(stored) = stored_log.map(LogId)
+            && stored != log_id
+        {
+            return Err(ProjectionError::WrongLog {
+                projector: name,
+                stored,
+                log: log_id,
+            });
+        }
         let from = next as u64;
         let records = self.log.read(topic, from, self.batch_size).await?;
         let Some(last) = records.last() else {
             return Ok(StepOutcome::CaughtUp { next_offset: from });
         };
         let next_offset = last.offset + 1;
-        let (mut applied, mut duplicates, mut dead_lettered) = (0, 0, 0);
+        let (mut applied, mut dead_lettered) = (0, 0);
         for record in &records {
             let event = match Event::decode(&record.payload) {
                 Ok(event) => event,
@@ -155,32 +185,19 @@ impl<P: Projector> ProjectorRunner<P> {
                     continue;
                 }
             };
-            let first_time = sqlx::query(
-                "INSERT INTO projector_applied_events (projector, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            )
-            .bind(name)
-            .bind(event.event_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if !first_time {
-                duplicates += 1;
-                continue;
-            }
             self.projector.apply(&mut tx, record.offset, &event).await?;
             applied += 1;
         }
-        sqlx::query("UPDATE projector_offsets SET next_offset = $3, updated_at = now() WHERE projector = $1 AND topic = $2")
+        sqlx::query("UPDATE projector_offsets SET next_offset = $3, log_id = $4, updated_at = now() WHERE projector = $1 AND topic = $2")
             .bind(name)
             .bind(topic.name())
             .bind(next_offset as i64)
+            .bind(log_id.0)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
         Ok(StepOutcome::Advanced {
             applied,
-            duplicates,
             dead_lettered,
             next_offset,
         })
@@ -214,6 +231,15 @@ impl<P: Projector> ProjectorRunner<P> {
                     tokio::select! {
                         _ = shutdown.cancelled() => {}
                         _ = self.log.wait_for_new_events(topic, next_offset, HEARTBEAT_INTERVAL) => {}
+                    }
+                }
+                Err(error @ ProjectionError::WrongLog { .. }) => {
+                    // Not transient: an operator must rebuild. Say so now and
+                    // then, and notice when the rebuild has fixed it.
+                    tracing::error!(projector = name, %error, "projector refuses to run on this log");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(10)) => {}
                     }
                 }
                 Err(error) => {
@@ -250,6 +276,46 @@ pub async fn wait_until_applied(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Where a projector stands: the next offset it will read, and the log
+/// that offset belongs to (`None` before it first ran, or for a row from
+/// before log ids existed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProjectionPosition {
+    pub next_offset: u64,
+    pub log_id: Option<LogId>,
+}
+
+impl ProjectionPosition {
+    /// Whether this position may be used on the log `log`.
+    pub fn belongs_to(&self, log: LogId) -> bool {
+        self.log_id.is_none_or(|stored| stored == log)
+    }
+}
+
+pub async fn projection_position(
+    pool: &PgPool,
+    projector: &str,
+    topic: Topic,
+) -> Result<ProjectionPosition, sqlx::Error> {
+    let row: Option<(i64, Option<uuid::Uuid>)> = sqlx::query_as(
+        "SELECT next_offset, log_id FROM projector_offsets WHERE projector = $1 AND topic = $2",
+    )
+    .bind(projector)
+    .bind(topic.name())
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map_or(
+        ProjectionPosition {
+            next_offset: 0,
+            log_id: None,
+        },
+        |(next, log_id)| ProjectionPosition {
+            next_offset: next as u64,
+            log_id: log_id.map(LogId),
+        },
+    ))
 }
 
 /// Where `projector` will read `topic` next (0 if it never ran).

@@ -1,37 +1,100 @@
 //! Executing one command: the write path.
+//!
+//! Serialize per incident → catch up with the log → (with a key: answer a
+//! retry from its first outcome) → decide → append → confirm from the log
+//! that our event is the one the version rule accepted. An append whose
+//! answer was lost is not a failure but an *unknown*: the identical event is
+//! re-sent until the log shows what became of it, within the command's
+//! deadline.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
-use tokio::sync::Mutex;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, Notify};
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::WriteModel;
-use crate::events::Event;
-use crate::incident::{Actor, Incident, IncidentCommand, Rejection, decide, incident_and_version};
+use super::write_model::{AcceptedCommand, KeyLookup};
+use crate::events::{Event, IdempotencyRecord};
+use crate::idempotency::{IdempotencyKey, derived_event_id};
+use crate::incident::{
+    Actor, Incident, IncidentCommand, Rejection, decide, evolve, incident_and_version,
+};
 use crate::log::{EventLog, LogError, Topic};
 
 /// Commands on one incident run one at a time in this instance; this many
 /// locks, picked by hashing the id, bound the memory that takes.
 const LOCK_STRIPES: usize = 64;
 
+/// How long a command may take, waiting for its turn, the log and the
+/// confirmation included, unless configured otherwise.
+pub const DEFAULT_COMMAND_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The first pause before asking the log again about an append whose
+/// answer was lost; doubled up to [`MAX_CONFIRM_PAUSE`].
+const FIRST_CONFIRM_PAUSE: Duration = Duration::from_millis(20);
+const MAX_CONFIRM_PAUSE: Duration = Duration::from_millis(500);
+
 pub struct CommandHandler {
     log: EventLog,
     write_model: Arc<WriteModel>,
     locks: Vec<Mutex<()>>,
+    deadline: Duration,
+    /// Keyed commands being executed in this instance, so a duplicate waits
+    /// for the first's outcome instead of racing it.
+    in_flight: std::sync::Mutex<HashMap<(Uuid, IdempotencyKey), Arc<Notify>>>,
+    faults: Arc<Faults>,
+}
+
+/// Test-only fault injection on the write path: lets a test lose the answer
+/// of an append that did land, which is otherwise a matter of luck with a
+/// real server. Inert unless a test arms it.
+#[derive(Debug, Default)]
+pub struct Faults {
+    lose_append_answers: std::sync::atomic::AtomicU32,
+}
+
+impl Faults {
+    /// The next `count` appends that succeed report "unavailable" instead,
+    /// as if the acknowledgement had been lost on the way back.
+    pub fn lose_next_append_answers(&self, count: u32) {
+        self.lose_append_answers
+            .store(count, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn take_lost_answer(&self) -> bool {
+        self.lose_append_answers
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |left| left.checked_sub(1),
+            )
+            .is_ok()
+    }
+}
+
+/// One command as the HTTP edge parsed it.
+#[derive(Debug, Clone)]
+pub struct CommandRequest {
+    pub incident_id: Uuid,
+    pub command: IncidentCommand,
+    pub actor: Actor,
+    /// The client's `Idempotency-Key`, if it sent one; then every id the
+    /// command creates was derived from it.
+    pub key: Option<IdempotencyKey>,
 }
 
 /// What a command did.
 #[derive(Debug, Clone)]
 pub enum CommandOutcome {
-    /// The event was appended at `offset` and accepted.
-    Applied {
-        incident: Incident,
-        /// Boxed: an event is much larger than the other variant.
-        event: Box<Event>,
-        offset: u64,
-    },
+    /// The event was accepted at `offset` (now, or — for a retry with the
+    /// same key — when the first attempt took effect).
+    Applied(Box<AcceptedCommand>),
     /// Nothing to change; `offset` is the incident's latest event.
     Unchanged {
         incident: Incident,
@@ -47,8 +110,32 @@ pub enum CommandError {
     /// reached the log first; ours was appended but voided by the fold.
     #[error("the incident was changed by another request at the same moment; reload and retry")]
     LostRace,
+    /// The key already took effect for a different request.
+    #[error(
+        "this Idempotency-Key was already used for a different request; use a new key for a new request"
+    )]
+    KeyReused,
+    /// A request with the same key is still being executed here.
+    #[error(
+        "a request with this Idempotency-Key is still being processed; retry it with the same key"
+    )]
+    KeyInFlight,
+    /// The event was (perhaps) appended, but the log could not confirm it
+    /// before the deadline. Retrying with the same key is safe.
+    #[error("the command's outcome could not be confirmed in time: {reason}")]
+    Unconfirmed { reason: String },
     #[error(transparent)]
     Log(#[from] LogError),
+}
+
+/// What the log says about an event we appended (or tried to).
+enum Confirmation {
+    /// Accepted, at this offset.
+    Accepted(u64),
+    /// Another event took its version: it can never be accepted.
+    Lost,
+    /// Not on the log as far as it can be read yet.
+    NotYet,
 }
 
 impl CommandHandler {
@@ -57,53 +144,247 @@ impl CommandHandler {
             log,
             write_model,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            deadline: DEFAULT_COMMAND_DEADLINE,
+            in_flight: std::sync::Mutex::default(),
+            faults: Arc::default(),
         }
     }
 
-    /// Serialize per incident → catch up with the log → decide → append →
-    /// fold up to our event → answer only if our event is the one the fold
-    /// accepted for its version.
-    pub async fn execute(
-        &self,
-        incident_id: Uuid,
-        command: IncidentCommand,
-        actor: Actor,
-    ) -> Result<CommandOutcome, CommandError> {
-        let _turn = self.locks[stripe_of(incident_id)].lock().await;
+    /// How long one command may take in all.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// The fault hooks (tests arm them; nothing else does).
+    pub fn faults(&self) -> Arc<Faults> {
+        self.faults.clone()
+    }
+
+    pub async fn execute(&self, request: CommandRequest) -> Result<CommandOutcome, CommandError> {
+        let deadline = Instant::now() + self.deadline;
+        let _claim = match &request.key {
+            Some(key) => Some(self.claim_key(request.actor.user_id, key, deadline).await?),
+            None => None,
+        };
+        let _turn =
+            tokio::time::timeout_at(deadline, self.locks[stripe_of(request.incident_id)].lock())
+                .await
+                .map_err(|_| LogError::Unavailable {
+                    backend: self.log.backend_name(),
+                    reason: "the incident's previous commands did not finish in time".into(),
+                })?;
         self.write_model.sync().await?;
-        let current = self.write_model.incident(incident_id).await;
+        // One clock per command: the time `decide` sees is the event's.
         let now = Utc::now().trunc_subsecs(6);
-        let Some(payload) = decide(current.as_ref(), command, actor, now)? else {
+        let fingerprint = request
+            .key
+            .as_ref()
+            .map(|_| fingerprint(request.incident_id, &request.command));
+        if let (Some(key), Some(fingerprint)) = (&request.key, &fingerprint) {
+            match self
+                .write_model
+                .lookup_key(request.actor.user_id, key.as_str(), fingerprint, now)
+                .await
+            {
+                KeyLookup::Replay(accepted) => return Ok(CommandOutcome::Applied(accepted)),
+                KeyLookup::Reused => return Err(CommandError::KeyReused),
+                KeyLookup::Unknown => {}
+            }
+        }
+        let current = self.write_model.incident(request.incident_id).await;
+        let Some(payload) = decide(current.as_ref(), request.command, request.actor, now)? else {
             let incident = current.ok_or(Rejection::NotFound)?;
-            let offset = self.write_model.last_offset_of(incident_id).await;
+            let offset = self.write_model.last_offset_of(request.incident_id).await;
             return Ok(CommandOutcome::Unchanged { incident, offset });
         };
-        let (_, version) = incident_and_version(&payload).expect("decide emits incident events");
-        let event = Event::new(payload, Some(actor.user_id));
-        let offsets = self
-            .log
-            .append(Topic::IncidentEvents, &[event.to_log_message()])
-            .await?;
-        let offset = offsets[0];
-        self.write_model.catch_up_to(offset + 1).await?;
-        if !self
-            .write_model
-            .was_accepted(incident_id, version, event.event_id)
-            .await
-        {
-            return Err(CommandError::LostRace);
+        let (incident_id, version) =
+            incident_and_version(&payload).expect("decide emits incident events");
+        let event_id = match &request.key {
+            Some(key) => derived_event_id(request.actor.user_id, key, incident_id, version),
+            None => Uuid::now_v7(),
+        };
+        let mut event = Event::at(event_id, now, payload, Some(request.actor.user_id));
+        if let (Some(key), Some(fingerprint)) = (request.key, fingerprint) {
+            event = event.with_idempotency(IdempotencyRecord {
+                key: key.to_string(),
+                fingerprint,
+            });
         }
-        let incident = self
-            .write_model
-            .incident(incident_id)
-            .await
-            .ok_or(Rejection::NotFound)?;
-        Ok(CommandOutcome::Applied {
+        // Accepted at `version` means it applied to exactly `current`.
+        let incident = evolve(current, &event.payload, event.timestamp)
+            .expect("an accepted incident event leaves an incident");
+        let offset = self
+            .append_until_confirmed(&event, incident_id, version, deadline)
+            .await?;
+        Ok(CommandOutcome::Applied(Box::new(AcceptedCommand {
             incident,
-            event: Box::new(event),
+            event,
             offset,
-        })
+        })))
     }
+
+    /// Appends `event` and finds out from the log whether the version rule
+    /// accepted it. An append whose answer is lost (timeout, connection
+    /// error, failed read-back) may still have landed — or may land later —
+    /// so it is never reported as a failure: the log is asked, and the
+    /// *identical* event re-sent while it is not there. Copies are voided by
+    /// every reader, so at most one counts.
+    async fn append_until_confirmed(
+        &self,
+        event: &Event,
+        incident: Uuid,
+        version: u64,
+        deadline: Instant,
+    ) -> Result<u64, CommandError> {
+        let message = [event.to_log_message()];
+        let mut pause = FIRST_CONFIRM_PAUSE;
+        // Once an append is acknowledged, the event is on the log: what is
+        // left is to learn whether it was accepted, never to send it again.
+        let mut acknowledged = false;
+        loop {
+            // Why the outcome is not known yet, for the 503 if it stays so.
+            let mut last_problem = String::new();
+            if !acknowledged {
+                let appended = tokio::time::timeout_at(
+                    deadline,
+                    self.log.append(Topic::IncidentEvents, &message),
+                )
+                .await;
+                match appended {
+                    Ok(Ok(_)) if self.faults.take_lost_answer() => {
+                        last_problem = "the append's answer was lost (injected fault)".into();
+                    }
+                    Ok(Ok(offsets)) => {
+                        acknowledged = true;
+                        match self.write_model.catch_up_to(offsets[0] + 1).await {
+                            // Folded past our own copy: if it is not
+                            // accepted, its version was taken.
+                            Ok(_) => {
+                                return match self.confirmation(event, incident, version).await {
+                                    Confirmation::Accepted(offset) => Ok(offset),
+                                    Confirmation::Lost | Confirmation::NotYet => {
+                                        Err(CommandError::LostRace)
+                                    }
+                                };
+                            }
+                            Err(error) => last_problem = error.to_string(),
+                        }
+                    }
+                    Ok(Err(LogError::Unavailable { reason, .. })) => last_problem = reason,
+                    Ok(Err(other)) => return Err(other.into()),
+                    Err(_) => {
+                        last_problem = "the append did not answer before the deadline".into();
+                    }
+                }
+            }
+            // The outcome is unknown: ask the log, once it can be read.
+            match self.write_model.sync().await {
+                Ok(()) => match self.confirmation(event, incident, version).await {
+                    Confirmation::Accepted(offset) => return Ok(offset),
+                    Confirmation::Lost => return Err(CommandError::LostRace),
+                    Confirmation::NotYet if acknowledged => {
+                        last_problem =
+                            "the log acknowledged the event but does not show it yet".into();
+                    }
+                    Confirmation::NotYet => {}
+                },
+                Err(error) => last_problem = error.to_string(),
+            }
+            if Instant::now() + pause >= deadline {
+                return Err(CommandError::Unconfirmed {
+                    reason: last_problem,
+                });
+            }
+            tracing::debug!(event_id = %event.event_id, problem = %last_problem, acknowledged, "the command's event is not confirmed yet");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_CONFIRM_PAUSE);
+        }
+    }
+
+    async fn confirmation(&self, event: &Event, incident: Uuid, version: u64) -> Confirmation {
+        if let Some(offset) = self.write_model.accepted_offset(event.event_id).await {
+            return Confirmation::Accepted(offset);
+        }
+        let taken = self
+            .write_model
+            .incident(incident)
+            .await
+            .is_some_and(|current| current.version >= version);
+        if taken {
+            Confirmation::Lost
+        } else {
+            Confirmation::NotYet
+        }
+    }
+
+    /// Registers `(user, key)` as in flight here, first waiting for an
+    /// earlier request with the same key to finish (its outcome is then
+    /// found in the write model).
+    async fn claim_key(
+        &self,
+        user: Uuid,
+        key: &IdempotencyKey,
+        deadline: Instant,
+    ) -> Result<KeyClaim<'_>, CommandError> {
+        let id = (user, key.clone());
+        loop {
+            let running = {
+                let mut in_flight = self.in_flight.lock().expect("never poisoned");
+                match in_flight.get(&id) {
+                    Some(running) => running.clone(),
+                    None => {
+                        in_flight.insert(id.clone(), Arc::new(Notify::new()));
+                        return Ok(KeyClaim { handler: self, id });
+                    }
+                }
+            };
+            let finished = running.notified();
+            // The first may have finished between the check and now.
+            if !self
+                .in_flight
+                .lock()
+                .expect("never poisoned")
+                .get(&id)
+                .is_some_and(|current| Arc::ptr_eq(current, &running))
+            {
+                continue;
+            }
+            if tokio::time::timeout_at(deadline, finished).await.is_err() {
+                return Err(CommandError::KeyInFlight);
+            }
+        }
+    }
+}
+
+/// Removes its key from the in-flight table when the command ends, however
+/// it ends, and wakes whoever waits for it.
+struct KeyClaim<'a> {
+    handler: &'a CommandHandler,
+    id: (Uuid, IdempotencyKey),
+}
+
+impl Drop for KeyClaim<'_> {
+    fn drop(&mut self) {
+        let removed = self
+            .handler
+            .in_flight
+            .lock()
+            .expect("never poisoned")
+            .remove(&self.id);
+        if let Some(notify) = removed {
+            notify.notify_waiters();
+        }
+    }
+}
+
+/// `sha256:<hex>` of the command and the incident it targets: what makes
+/// two requests with one key "the same request".
+pub fn fingerprint(incident: Uuid, command: &IncidentCommand) -> String {
+    let canonical = serde_json::json!({ "incident": incident, "command": command.canonical() });
+    let digest = Sha256::digest(canonical.to_string().as_bytes());
+    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 fn stripe_of(id: Uuid) -> usize {

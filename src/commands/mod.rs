@@ -5,8 +5,10 @@
 //!   `incident-events` in memory (Iggy cannot read by key), kept current by
 //!   a tailer, bounded at start-up by snapshots.
 //! - [`handler`]: [`CommandHandler`], one command → at most one event:
-//!   serialize per incident, catch up, decide, append, confirm from the log
-//!   that the event was the one accepted (409 otherwise).
+//!   serialize per incident, catch up, answer a retried key from its first
+//!   outcome, decide, append, confirm from the log that the event was the
+//!   one accepted (409 otherwise) — re-sending the identical event while an
+//!   append's outcome is unknown.
 //!
 //! No database write happens on this path; the command handler never waits
 //! for a projector and never talks to a browser.
@@ -14,5 +16,5 @@
 pub mod handler;
 pub mod write_model;
 
-pub use handler::{CommandError, CommandHandler, CommandOutcome};
-pub use write_model::WriteModel;
+pub use handler::{CommandError, CommandHandler, CommandOutcome, CommandRequest, Faults};
+pub use write_model::{AcceptedCommand, WriteModel};

@@ -1,8 +1,12 @@
-//! Every incident, folded from `incident-events`, in memory.
+//! Every incident, folded from `incident-events`, in memory — plus what the
+//! command path needs to recognise a retried command: where each recent
+//! accepted event landed, and the outcome of every recent keyed command.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -10,15 +14,30 @@ use uuid::Uuid;
 
 use crate::events::Event;
 use crate::incident::{FoldOutcome, Incident, IncidentFold, incident_and_version};
-use crate::log::{EventLog, LogError, Topic};
+use crate::log::{EventLog, LogError, LogId, Topic};
 
 const SNAPSHOT_NAME: &str = "incidents";
-/// Bump when the fold's serialized shape changes: older snapshots are then
-/// ignored and the fold is rebuilt from offset 0.
-const SNAPSHOT_FORMAT: i32 = 1;
+/// Bump when the snapshot's serialized shape changes: older snapshots are
+/// then ignored and the fold is rebuilt from offset 0.
+const SNAPSHOT_FORMAT: i32 = 2;
 /// Take a snapshot after this many events since the last one.
 const SNAPSHOT_EVERY: u64 = 10_000;
 const READ_BATCH: u32 = 1_000;
+
+/// How many accepted events' offsets are remembered: enough for every
+/// command still being confirmed and for the gateway's replays (at most
+/// 10,000 events back), so neither mistakes a copy of an event for it.
+const REMEMBERED_ACCEPTED_EVENTS: usize = 100_000;
+
+/// The idempotency-key budget. A keyed command's outcome is remembered while
+/// it is younger than [`KEY_MAX_AGE`] *and* among the newest
+/// [`MAX_REMEMBERED_KEYS`] keyed outcomes; whichever limit is reached first
+/// forgets it. Past the budget a retry is decided again as a new command —
+/// which still cannot create a second incident (its id is derived from the
+/// key, so the report is refused as `already_exists`), but could add a
+/// second comment.
+pub const MAX_REMEMBERED_KEYS: usize = 50_000;
+pub const KEY_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
 pub struct WriteModel {
     log: EventLog,
@@ -26,15 +45,198 @@ pub struct WriteModel {
     state: Mutex<FoldState>,
 }
 
+/// What a command that took effect answered, kept so that its retry gets
+/// the same answer: the incident as it was right after the event, the event,
+/// and the offset of the copy the version rule accepted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceptedCommand {
+    pub incident: Incident,
+    pub event: Event,
+    pub offset: u64,
+}
+
+/// A keyed command's outcome, by (user, key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyedOutcome {
+    user: Uuid,
+    key: String,
+    fingerprint: String,
+    accepted: AcceptedCommand,
+}
+
+/// What a retry's lookup found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyLookup {
+    /// No remembered outcome: decide the command.
+    Unknown,
+    /// The same request took effect: answer with this.
+    Replay(Box<AcceptedCommand>),
+    /// The key took effect for a different request.
+    Reused,
+}
+
+/// The newest keyed outcomes, oldest first, bounded by
+/// [`MAX_REMEMBERED_KEYS`]. Folded from the log like everything else, so
+/// every instance (and every restart) remembers the same keys.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(from = "Vec<KeyedOutcome>", into = "Vec<KeyedOutcome>")]
+struct KeyIndex {
+    by_key: HashMap<(Uuid, String), KeyedOutcome>,
+    order: VecDeque<(Uuid, String)>,
+}
+
+impl KeyIndex {
+    fn remember(&mut self, outcome: KeyedOutcome) {
+        let id = (outcome.user, outcome.key.clone());
+        // A second accepted event with the same key (a key reused after its
+        // first outcome was forgotten) replaces the first.
+        if self.by_key.insert(id.clone(), outcome).is_some() {
+            self.order.retain(|known| *known != id);
+        }
+        self.order.push_back(id);
+        while self.order.len() > MAX_REMEMBERED_KEYS {
+            if let Some(oldest) = self.order.pop_front() {
+                self.by_key.remove(&oldest);
+            }
+        }
+    }
+
+    fn lookup(&self, user: Uuid, key: &str, fingerprint: &str, now: DateTime<Utc>) -> KeyLookup {
+        match self.by_key.get(&(user, key.to_owned())) {
+            Some(known) if now - known.accepted.event.timestamp > KEY_MAX_AGE => KeyLookup::Unknown,
+            Some(known) if known.fingerprint == fingerprint => {
+                KeyLookup::Replay(Box::new(known.accepted.clone()))
+            }
+            Some(_) => KeyLookup::Reused,
+            None => KeyLookup::Unknown,
+        }
+    }
+}
+
+impl From<Vec<KeyedOutcome>> for KeyIndex {
+    fn from(outcomes: Vec<KeyedOutcome>) -> Self {
+        let mut index = KeyIndex::default();
+        for outcome in outcomes {
+            index.remember(outcome);
+        }
+        index
+    }
+}
+
+impl From<KeyIndex> for Vec<KeyedOutcome> {
+    fn from(mut index: KeyIndex) -> Self {
+        index
+            .order
+            .into_iter()
+            .filter_map(|id| index.by_key.remove(&id))
+            .collect()
+    }
+}
+
+/// The offsets of the most recent accepted events, by event id: a command
+/// learns where its event was accepted (a copy it re-sent may have landed
+/// later, and another instance's identical copy earlier), and the gateway
+/// sends the accepted copy only.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(from = "Vec<(Uuid, u64)>", into = "Vec<(Uuid, u64)>")]
+struct AcceptedOffsets {
+    by_event: HashMap<Uuid, u64>,
+    order: VecDeque<Uuid>,
+}
+
+impl AcceptedOffsets {
+    fn record(&mut self, event_id: Uuid, offset: u64) {
+        if self.by_event.insert(event_id, offset).is_none() {
+            self.order.push_back(event_id);
+        }
+        while self.order.len() > REMEMBERED_ACCEPTED_EVENTS {
+            if let Some(oldest) = self.order.pop_front() {
+                self.by_event.remove(&oldest);
+            }
+        }
+    }
+}
+
+impl From<Vec<(Uuid, u64)>> for AcceptedOffsets {
+    fn from(entries: Vec<(Uuid, u64)>) -> Self {
+        let mut offsets = AcceptedOffsets::default();
+        for (event_id, offset) in entries {
+            offsets.record(event_id, offset);
+        }
+        offsets
+    }
+}
+
+impl From<AcceptedOffsets> for Vec<(Uuid, u64)> {
+    fn from(offsets: AcceptedOffsets) -> Self {
+        offsets
+            .order
+            .into_iter()
+            .filter_map(|id| Some((id, *offsets.by_event.get(&id)?)))
+            .collect()
+    }
+}
+
 #[derive(Default)]
 struct FoldState {
+    /// Everything that decides and reports, and which is saved in a
+    /// snapshot.
+    folded: Folded,
+    events_since_snapshot: u64,
+    /// Why the model could not follow the log last time, if it could not.
+    problem: Option<String>,
+}
+
+/// The part of the state a snapshot holds.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Folded {
     fold: IncidentFold,
     /// The next offset of `incident-events` to fold.
     next_offset: u64,
     /// The offset of each incident's latest accepted event (for the
     /// `Event-Offset` of a command that changed nothing).
     last_offsets: HashMap<Uuid, u64>,
-    events_since_snapshot: u64,
+    accepted_offsets: AcceptedOffsets,
+    keys: KeyIndex,
+}
+
+impl Folded {
+    fn apply(&mut self, offset: u64, event: &Event) {
+        if self.fold.apply(event) != FoldOutcome::Applied {
+            return;
+        }
+        let Some((id, _)) = incident_and_version(&event.payload) else {
+            return;
+        };
+        self.last_offsets.insert(id, offset);
+        self.accepted_offsets.record(event.event_id, offset);
+        if let (Some(record), Some(user), Some(incident)) =
+            (&event.idempotency, event.user_id, self.fold.get(id))
+        {
+            self.keys.remember(KeyedOutcome {
+                user,
+                key: record.key.clone(),
+                fingerprint: record.fingerprint.clone(),
+                accepted: AcceptedCommand {
+                    incident: incident.clone(),
+                    event: event.clone(),
+                    offset,
+                },
+            });
+        }
+    }
+}
+
+/// A snapshot as stored: the fold and the log it was folded from.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Snapshot {
+    log_id: LogId,
+    #[serde(flatten)]
+    folded: Folded,
 }
 
 /// How a start-up went, for logs and the benchmark.
@@ -44,6 +246,13 @@ pub struct StartupReport {
     pub events_replayed: u64,
     pub incidents: usize,
     pub took: Duration,
+}
+
+/// What `/health` says about the write model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteModelHealth {
+    pub next_offset: u64,
+    pub problem: Option<String>,
 }
 
 impl WriteModel {
@@ -56,25 +265,28 @@ impl WriteModel {
     }
 
     /// Loads the latest snapshot (when `use_snapshot`) and folds every
-    /// event after it.
+    /// event after it. A snapshot of another log, or beyond this log's end,
+    /// is ignored: the model is only a cache of the log.
     pub async fn rebuild(&self, use_snapshot: bool) -> Result<StartupReport, LogError> {
         let started = Instant::now();
         let end = self.log.log_end(Topic::IncidentEvents).await?;
+        let log_id = self.log.log_id().await?;
         let mut snapshot_offset = None;
         if use_snapshot {
             match self.load_snapshot().await {
-                Ok(Some((next_offset, fold))) if next_offset <= end => {
-                    let mut state = self.state.lock().await;
-                    state.fold = fold;
-                    state.next_offset = next_offset;
-                    snapshot_offset = Some(next_offset);
-                }
-                Ok(Some((next_offset, _))) => {
-                    tracing::warn!(
-                        next_offset,
-                        end,
-                        "ignoring a snapshot beyond the log's end (another log?)"
-                    );
+                Ok(Some(snapshot)) if snapshot.log_id != log_id => tracing::warn!(
+                    snapshot_log = %snapshot.log_id,
+                    %log_id,
+                    "ignoring a write model snapshot of another log; folding this one from offset 0"
+                ),
+                Ok(Some(snapshot)) if snapshot.folded.next_offset > end => tracing::warn!(
+                    next_offset = snapshot.folded.next_offset,
+                    end,
+                    "ignoring a snapshot beyond the log's end; folding from offset 0"
+                ),
+                Ok(Some(snapshot)) => {
+                    snapshot_offset = Some(snapshot.folded.next_offset);
+                    self.state.lock().await.folded = snapshot.folded;
                 }
                 Ok(None) => {}
                 Err(error) => {
@@ -83,7 +295,7 @@ impl WriteModel {
             }
         }
         let events_replayed = self.catch_up_to(end).await?;
-        let incidents = self.state.lock().await.fold.len();
+        let incidents = self.state.lock().await.folded.fold.len();
         Ok(StartupReport {
             snapshot_offset,
             events_replayed,
@@ -103,32 +315,28 @@ impl WriteModel {
     pub async fn catch_up_to(&self, end: u64) -> Result<u64, LogError> {
         let mut state = self.state.lock().await;
         let mut folded = 0;
-        while state.next_offset < end {
+        while state.folded.next_offset < end {
+            let from = state.folded.next_offset;
             let records = self
                 .log
-                .read(Topic::IncidentEvents, state.next_offset, READ_BATCH)
+                .read(Topic::IncidentEvents, from, READ_BATCH)
                 .await?;
             let Some(last) = records.last() else {
-                // The log said it had more; reporting success here would make
-                // a command handler think its event was lost.
-                return Err(LogError::Unavailable {
+                // The log said it had more. Reporting success would make a
+                // command think its event was lost; retrying will not help.
+                let problem = LogError::Inconsistent {
                     backend: self.log.backend_name(),
                     reason: format!(
-                        "incident-events ended at {} before its reported end {end}",
-                        state.next_offset
+                        "incident-events reports its end at {end} but cannot be read beyond {from}"
                     ),
-                });
+                };
+                state.problem = Some(problem.to_string());
+                return Err(problem);
             };
             let next_offset = last.offset + 1;
             for record in &records {
                 match Event::decode(&record.payload) {
-                    Ok(event) => {
-                        if state.fold.apply(&event) == FoldOutcome::Applied
-                            && let Some((id, _)) = incident_and_version(&event.payload)
-                        {
-                            state.last_offsets.insert(id, record.offset);
-                        }
-                    }
+                    Ok(event) => state.folded.apply(record.offset, &event),
                     Err(error) => {
                         tracing::warn!(offset = record.offset, %error, "write model skips an undecodable event")
                     }
@@ -136,13 +344,14 @@ impl WriteModel {
             }
             folded += records.len() as u64;
             state.events_since_snapshot += records.len() as u64;
-            state.next_offset = next_offset;
+            state.folded.next_offset = next_offset;
         }
+        state.problem = None;
         if state.events_since_snapshot >= SNAPSHOT_EVERY {
             state.events_since_snapshot = 0;
-            let (fold, next_offset) = (state.fold.clone(), state.next_offset);
+            let folded = state.folded.clone();
             drop(state);
-            if let Err(error) = self.save_snapshot(&fold, next_offset).await {
+            if let Err(error) = self.save_snapshot(folded).await {
                 tracing::warn!(%error, "could not save a write model snapshot");
             }
         }
@@ -151,62 +360,149 @@ impl WriteModel {
 
     /// A copy of one incident as currently folded.
     pub async fn incident(&self, id: Uuid) -> Option<Incident> {
-        self.state.lock().await.fold.get(id).cloned()
+        self.state.lock().await.folded.fold.get(id).cloned()
     }
 
     /// The offset of the incident's latest accepted event.
     pub async fn last_offset_of(&self, id: Uuid) -> Option<u64> {
-        self.state.lock().await.last_offsets.get(&id).copied()
+        self.state
+            .lock()
+            .await
+            .folded
+            .last_offsets
+            .get(&id)
+            .copied()
     }
 
     pub async fn was_accepted(&self, incident: Uuid, version: u64, event_id: Uuid) -> bool {
         self.state
             .lock()
             .await
+            .folded
             .fold
             .was_accepted(incident, version, event_id)
     }
 
+    /// Where the accepted copy of `event_id` is, if the version rule has
+    /// accepted one (among the recent events this model remembers).
+    pub async fn accepted_offset(&self, event_id: Uuid) -> Option<u64> {
+        self.state
+            .lock()
+            .await
+            .folded
+            .accepted_offsets
+            .by_event
+            .get(&event_id)
+            .copied()
+    }
+
+    /// Whether the message at `offset` is the accepted copy of the event
+    /// that claims `version` of `incident` — not a lost race, and not a
+    /// second copy of an accepted event.
+    pub async fn is_accepted_copy(
+        &self,
+        incident: Uuid,
+        version: u64,
+        event_id: Uuid,
+        offset: u64,
+    ) -> bool {
+        let state = self.state.lock().await;
+        state.folded.fold.was_accepted(incident, version, event_id)
+            && state
+                .folded
+                .accepted_offsets
+                .by_event
+                .get(&event_id)
+                // Beyond what is remembered: the fold's word alone.
+                .is_none_or(|accepted| *accepted == offset)
+    }
+
+    /// What became of the keyed command `(user, key)` with this request's
+    /// `fingerprint`, as far as the events folded so far tell.
+    pub async fn lookup_key(
+        &self,
+        user: Uuid,
+        key: &str,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> KeyLookup {
+        self.state
+            .lock()
+            .await
+            .folded
+            .keys
+            .lookup(user, key, fingerprint, now)
+    }
+
     /// A copy of the whole fold (tests compare it with other readers').
     pub async fn fold(&self) -> IncidentFold {
-        self.state.lock().await.fold.clone()
+        self.state.lock().await.folded.fold.clone()
+    }
+
+    pub async fn health(&self) -> WriteModelHealth {
+        let state = self.state.lock().await;
+        WriteModelHealth {
+            next_offset: state.folded.next_offset,
+            problem: state.problem.clone(),
+        }
     }
 
     /// Keeps the model current with events appended by other instances,
     /// until `shutdown`; then saves a snapshot.
     pub async fn follow_log(&self, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
-            let known = self.state.lock().await.next_offset;
+            let known = self.state.lock().await.folded.next_offset;
             let end = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 end = self.log.wait_for_new_events(Topic::IncidentEvents, known, Duration::from_secs(30)) => end,
             };
             if let Err(error) = self.catch_up_to(end).await {
-                tracing::warn!(%error, "write model could not follow the log; retrying in 1s");
+                // An inconsistent log will not mend itself within a second:
+                // say so once in a while instead of hammering it.
+                let pause = match error {
+                    LogError::Inconsistent { .. } => {
+                        tracing::error!(%error, "write model cannot follow the log; retrying in 10s");
+                        Duration::from_secs(10)
+                    }
+                    _ => {
+                        tracing::warn!(%error, "write model could not follow the log; retrying in 1s");
+                        Duration::from_secs(1)
+                    }
+                };
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = tokio::time::sleep(pause) => {}
                 }
             }
         }
-        let (fold, next_offset) = {
-            let state = self.state.lock().await;
-            (state.fold.clone(), state.next_offset)
-        };
-        if next_offset > 0
-            && let Err(error) = self.save_snapshot(&fold, next_offset).await
+        let folded = self.state.lock().await.folded.clone();
+        if folded.next_offset > 0
+            && let Err(error) = self.save_snapshot(folded).await
         {
             tracing::warn!(%error, "could not save the write model snapshot at shutdown");
         }
     }
 
-    pub async fn save_snapshot(&self, fold: &IncidentFold, next_offset: u64) -> anyhow::Result<()> {
-        let state = serde_json::to_value(fold)?;
+    /// Saves the current state as the snapshot now.
+    pub async fn take_snapshot(&self) -> anyhow::Result<()> {
+        let folded = self.state.lock().await.folded.clone();
+        self.save_snapshot(folded).await
+    }
+
+    async fn save_snapshot(&self, folded: Folded) -> anyhow::Result<()> {
+        let next_offset = folded.next_offset;
+        let snapshot = Snapshot {
+            log_id: self.log.log_id().await?,
+            folded,
+        };
+        let state = serde_json::to_value(&snapshot)?;
         sqlx::query(
             "INSERT INTO write_model_snapshots (name, format, next_offset, state) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO UPDATE SET format = EXCLUDED.format, next_offset = EXCLUDED.next_offset,
                  state = EXCLUDED.state, taken_at = now()
-             WHERE write_model_snapshots.next_offset <= EXCLUDED.next_offset",
+             WHERE write_model_snapshots.next_offset <= EXCLUDED.next_offset
+                OR write_model_snapshots.format <> EXCLUDED.format
+                OR write_model_snapshots.state->>'logId' IS DISTINCT FROM EXCLUDED.state->>'logId'",
         )
         .bind(SNAPSHOT_NAME)
         .bind(SNAPSHOT_FORMAT)
@@ -217,7 +513,7 @@ impl WriteModel {
         Ok(())
     }
 
-    async fn load_snapshot(&self) -> anyhow::Result<Option<(u64, IncidentFold)>> {
+    async fn load_snapshot(&self) -> anyhow::Result<Option<Snapshot>> {
         let row: Option<(i64, serde_json::Value)> = sqlx::query_as(
             "SELECT next_offset, state FROM write_model_snapshots WHERE name = $1 AND format = $2",
         )
@@ -225,8 +521,14 @@ impl WriteModel {
         .bind(SNAPSHOT_FORMAT)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|(next_offset, state)| Ok((next_offset as u64, serde_json::from_value(state)?)))
-            .transpose()
+        let Some((next_offset, state)) = row else {
+            return Ok(None);
+        };
+        let mut snapshot: Snapshot = serde_json::from_value(state)?;
+        // The column is what the upsert compares; it is the offset the row
+        // claims to reflect.
+        snapshot.folded.next_offset = next_offset as u64;
+        Ok(Some(snapshot))
     }
 
     /// Drops the snapshot (the benchmark measures start-up without one).
@@ -236,5 +538,118 @@ impl WriteModel {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(user: u128, key: &str, fingerprint: &str, at: DateTime<Utc>) -> KeyedOutcome {
+        use crate::domain::{IncidentStatus, Location, Severity};
+        use crate::events::{EventPayload, IncidentDeleted};
+        let id = Uuid::from_u128(7);
+        KeyedOutcome {
+            user: Uuid::from_u128(user),
+            key: key.into(),
+            fingerprint: fingerprint.into(),
+            accepted: AcceptedCommand {
+                incident: Incident {
+                    id,
+                    title: "Troll".into(),
+                    description: None,
+                    severity: Severity::Low,
+                    location: Location::Dungeons,
+                    status: IncidentStatus::Open,
+                    reported_by: Uuid::from_u128(user),
+                    assigned_to: None,
+                    resolved_by: None,
+                    resolution: None,
+                    created_at: at,
+                    updated_at: at,
+                    resolved_at: None,
+                    version: 2,
+                    deleted: true,
+                },
+                event: Event::at(
+                    Uuid::from_u128(8),
+                    at,
+                    EventPayload::IncidentDeleted(IncidentDeleted {
+                        id,
+                        version: 2,
+                        deleted_by: Uuid::from_u128(user),
+                    }),
+                    Some(Uuid::from_u128(user)),
+                ),
+                offset: 3,
+            },
+        }
+    }
+
+    #[test]
+    fn a_key_is_remembered_per_user_and_refused_with_another_request() {
+        let now = Utc::now();
+        let mut index = KeyIndex::default();
+        index.remember(outcome(1, "k", "sha256:a", now));
+        assert!(matches!(
+            index.lookup(Uuid::from_u128(1), "k", "sha256:a", now),
+            KeyLookup::Replay(_)
+        ));
+        assert_eq!(
+            index.lookup(Uuid::from_u128(1), "k", "sha256:b", now),
+            KeyLookup::Reused
+        );
+        assert_eq!(
+            index.lookup(Uuid::from_u128(2), "k", "sha256:a", now),
+            KeyLookup::Unknown,
+            "keys are per user"
+        );
+    }
+
+    #[test]
+    fn the_key_budget_forgets_by_age_and_by_count() {
+        let now = Utc::now();
+        let mut index = KeyIndex::default();
+        index.remember(outcome(
+            1,
+            "old",
+            "f",
+            now - KEY_MAX_AGE - chrono::TimeDelta::seconds(1),
+        ));
+        assert_eq!(
+            index.lookup(Uuid::from_u128(1), "old", "f", now),
+            KeyLookup::Unknown
+        );
+        for n in 0..=MAX_REMEMBERED_KEYS {
+            index.remember(outcome(1, &format!("k{n}"), "f", now));
+        }
+        assert_eq!(index.by_key.len(), MAX_REMEMBERED_KEYS);
+        assert_eq!(
+            index.lookup(Uuid::from_u128(1), "k0", "f", now),
+            KeyLookup::Unknown,
+            "the oldest key went first"
+        );
+        assert!(matches!(
+            index.lookup(
+                Uuid::from_u128(1),
+                &format!("k{MAX_REMEMBERED_KEYS}"),
+                "f",
+                now
+            ),
+            KeyLookup::Replay(_)
+        ));
+    }
+
+    #[test]
+    fn the_key_index_survives_a_snapshot_round_trip_in_order() {
+        let now = Utc::now();
+        let mut index = KeyIndex::default();
+        for key in ["a", "b", "c"] {
+            index.remember(outcome(1, key, "f", now));
+        }
+        let json = serde_json::to_value(&index).unwrap();
+        let back: KeyIndex = serde_json::from_value(json).unwrap();
+        assert_eq!(back.order, index.order);
+        assert_eq!(back.by_key, index.by_key);
     }
 }

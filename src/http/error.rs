@@ -50,15 +50,29 @@ pub enum ApiError {
         rule: Rule,
         message: String,
     },
+    /// 409: a request with the same `Idempotency-Key` is still being
+    /// processed; retrying it with that key is safe.
+    #[error("{0}")]
+    KeyInFlight(String),
+    /// 422: the `Idempotency-Key` already took effect for a different
+    /// request.
+    #[error("{0}")]
+    KeyReused(String),
     /// 413: the body is larger than the limit.
     #[error("{0}")]
     PayloadTooLarge(String),
     /// 415: the body is not JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// 503: the log or the database cannot be reached right now.
+    /// 503: the log or the database cannot be reached right now. Nothing
+    /// took effect.
     #[error("{0}")]
     Unavailable(String),
+    /// 503: the command's event may have been appended, but the log could
+    /// not confirm it in time. Retrying with the same `Idempotency-Key` is
+    /// safe: it takes effect at most once.
+    #[error("{0}")]
+    OutcomeUnknown(String),
     /// 500: a bug or an unexpected failure. The detail is logged; the client
     /// sees a generic message.
     #[error(transparent)]
@@ -90,7 +104,8 @@ pub struct ErrorDetail {
 }
 
 /// The stable, machine-readable kind of an error, one per status
-/// ([`ErrorCode::status`]).
+/// ([`ErrorCode::status`]), and a few more where a client should act
+/// differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -100,9 +115,16 @@ pub enum ErrorCode {
     NotFound,
     MethodNotAllowed,
     Conflict,
+    /// 409: the same `Idempotency-Key` is still being processed; retry.
+    IdempotencyKeyInFlight,
+    /// 422: the `Idempotency-Key` was used for a different request.
+    IdempotencyKeyReused,
     PayloadTooLarge,
     UnsupportedMediaType,
     Unavailable,
+    /// 503: the command may have taken effect; retry with the same
+    /// `Idempotency-Key` (safe: at most once).
+    OutcomeUnknown,
     Internal,
 }
 
@@ -115,14 +137,18 @@ impl ErrorCode {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::Conflict | ErrorCode::IdempotencyKeyInFlight => StatusCode::CONFLICT,
+            ErrorCode::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable | ErrorCode::OutcomeUnknown => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
+
+/// Seconds a client should wait before retrying a 503 (`Retry-After`).
+pub const RETRY_AFTER_SECONDS: u32 = 1;
 
 impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -154,9 +180,12 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
             ApiError::Conflict(_) => ErrorCode::Conflict,
             ApiError::Rejected { code, .. } => *code,
+            ApiError::KeyInFlight(_) => ErrorCode::IdempotencyKeyInFlight,
+            ApiError::KeyReused(_) => ErrorCode::IdempotencyKeyReused,
             ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::OutcomeUnknown(_) => ErrorCode::OutcomeUnknown,
             ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -174,6 +203,12 @@ impl IntoResponse for ApiError {
                 tracing::warn!(%reason, "answering 503");
                 "the service is temporarily unavailable; try again shortly".to_owned()
             }
+            ApiError::OutcomeUnknown(reason) => {
+                tracing::warn!(%reason, "answering 503: outcome unknown");
+                "the command may or may not have taken effect: the log did not confirm it in time. \
+                 Retrying with the same Idempotency-Key is safe"
+                    .to_owned()
+            }
             other => other.to_string(),
         };
         let code = self.code();
@@ -190,14 +225,23 @@ impl IntoResponse for ApiError {
                 rule,
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
     }
 }
 
 impl From<LogError> for ApiError {
     fn from(error: LogError) -> Self {
         match error {
-            LogError::Unavailable { .. } => ApiError::Unavailable(error.to_string()),
+            LogError::Unavailable { .. } | LogError::Inconsistent { .. } => {
+                ApiError::Unavailable(error.to_string())
+            }
             LogError::InvalidRequest(message) => ApiError::bad_request(message),
             LogError::Failed { .. } => ApiError::Internal(anyhow::Error::new(error)),
         }

@@ -1,5 +1,6 @@
 //! Extractors that turn a request into trusted values or an [`ApiError`]:
-//! JSON bodies, the authenticated user, the client's address.
+//! JSON bodies, the authenticated user, the client's address, the
+//! `Idempotency-Key` of a command.
 
 use std::net::SocketAddr;
 
@@ -9,6 +10,7 @@ use axum::http::request::Parts;
 
 use super::{ApiError, AppState};
 use crate::domain::Role;
+use crate::idempotency::IdempotencyKey;
 use crate::identity::tokens::TokenError;
 
 /// `axum::Json` whose rejections follow the error contract (400, 413, 415).
@@ -100,5 +102,39 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
             .map(|ConnectInfo(address)| address.ip().to_string())
             .unwrap_or_else(|| "unknown".into());
         Ok(ClientIp(ip))
+    }
+}
+
+/// The name of the optional header that makes a command safe to retry.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
+
+/// The optional `Idempotency-Key` of a command (plain, or quoted as the
+/// IETF draft writes it). A malformed one is a 400 naming the header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionalIdempotencyKey(pub Option<IdempotencyKey>);
+
+impl<S: Send + Sync> FromRequestParts<S> for OptionalIdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let mut values = parts.headers.get_all(IDEMPOTENCY_KEY_HEADER).iter();
+        let Some(value) = values.next() else {
+            return Ok(OptionalIdempotencyKey(None));
+        };
+        let invalid = |problem: String| {
+            ApiError::invalid_fields(std::collections::BTreeMap::from([(
+                IDEMPOTENCY_KEY_HEADER.to_owned(),
+                format!("the {IDEMPOTENCY_KEY_HEADER} header {problem}"),
+            )]))
+        };
+        if values.next().is_some() {
+            return Err(invalid("must be sent once".into()));
+        }
+        let text = value
+            .to_str()
+            .map_err(|_| invalid("must be visible ASCII characters".into()))?;
+        IdempotencyKey::parse(text)
+            .map(|key| OptionalIdempotencyKey(Some(key)))
+            .map_err(invalid)
     }
 }

@@ -1,5 +1,6 @@
-//! `GET /health`: 200 when the database and the log answer, 503 otherwise,
-//! with the log backend and each topic's end either way.
+//! `GET /health`: 200 when the database and the log answer and every
+//! reader of the log can follow it, 503 otherwise — with the log backend,
+//! its identity, each topic's end, and what is wrong, either way.
 
 use std::collections::BTreeMap;
 
@@ -20,11 +21,28 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 struct HealthReport {
-    /// `ok` when the database and the log both answer.
+    /// `ok` when the database and the log both answer and nothing below
+    /// names a problem.
     status: Overall,
     database: Availability,
     log: LogHealth,
+    write_model: WriteModelReport,
+    /// Projections that cannot follow this log, by name, with what an
+    /// operator must do (empty when all is well, or the database is down).
+    projection_problems: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct WriteModelReport {
+    /// The next offset of incident-events it will fold.
+    next_offset: u64,
+    /// Why it cannot follow the log, if it cannot (e.g. an inconsistent log).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    problem: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -46,6 +64,10 @@ struct LogHealth {
     /// `postgres` (the embedded log) or `iggy`.
     backend: &'static str,
     status: Availability,
+    /// The log's identity (absent until Iggy has been reached once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    log_id: Option<String>,
     /// Each topic's end (its next offset), by topic name; empty while the
     /// log is down.
     topics: BTreeMap<String, TopicHealth>,
@@ -63,8 +85,8 @@ struct TopicHealth {
     path = "/health",
     tag = tags::SERVICE,
     responses(
-        (status = 200, description = "The database and the log answer", body = HealthReport),
-        (status = 503, description = "The database or the log does not answer", body = HealthReport),
+        (status = 200, description = "The database and the log answer, and every reader can follow the log", body = HealthReport),
+        (status = 503, description = "The database or the log does not answer, or a reader cannot follow the log (see `writeModel.problem` and `projectionProblems`)", body = HealthReport),
     ),
 )]
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
@@ -90,7 +112,16 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport
             Availability::Down
         }
     };
-    let healthy = database_up && log_up;
+    let write_model = state.write_model.health().await;
+    let projection_problems: BTreeMap<String, String> = match state.projections.status().await {
+        Ok(statuses) => statuses
+            .into_iter()
+            .filter_map(|status| Some((status.name.to_owned(), status.problem?)))
+            .collect(),
+        Err(_) => BTreeMap::new(),
+    };
+    let healthy =
+        database_up && log_up && write_model.problem.is_none() && projection_problems.is_empty();
     let report = HealthReport {
         status: if healthy {
             Overall::Ok
@@ -101,8 +132,14 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport
         log: LogHealth {
             backend: state.log.backend_name(),
             status: availability(log_up),
+            log_id: state.log.known_log_id().map(|id| id.to_string()),
             topics,
         },
+        write_model: WriteModelReport {
+            next_offset: write_model.next_offset,
+            problem: write_model.problem,
+        },
+        projection_problems,
     };
     let status = if healthy {
         StatusCode::OK

@@ -21,12 +21,13 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::error::{ErrorCode, ErrorResponse};
-use super::extract::{ApiJson, ApiPath, AuthUser};
+use super::extract::{ApiJson, ApiPath, AuthUser, OptionalIdempotencyKey};
 use super::openapi::tags;
 use super::{ApiError, AppState};
-use crate::commands::{CommandError, CommandOutcome};
+use crate::commands::{AcceptedCommand, CommandError, CommandOutcome, CommandRequest};
 use crate::domain::{IncidentStatus, Location, Severity};
 use crate::events::EventPayload;
+use crate::idempotency::{derived_comment_id, derived_incident_id};
 use crate::incident::{
     Actor, CommentBody, Description, Incident, IncidentChanges, IncidentCommand, IncidentTitle,
     Rejection, Resolution, Rule,
@@ -165,6 +166,29 @@ struct CommentRequest {
     body: Option<String>,
 }
 
+/// The optional `Idempotency-Key` request header of every command.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // only describes the header; `OptionalIdempotencyKey` reads it
+struct IdempotencyKeyParam {
+    /// Makes the command safe to retry: the same user, key and request get
+    /// the first outcome again (same status, body and `Event-Offset`),
+    /// never a second effect, on any instance and after any restart; the
+    /// same key with a different request gets 422. 1–255 visible ASCII
+    /// characters, plain or as a quoted string (`"…"`, the IETF
+    /// idempotency-key draft's form). Remembered for 24 hours or the newest
+    /// 50,000 keyed commands, whichever is shorter. A rejected command, or
+    /// one that changed nothing, is not remembered: its retry is decided
+    /// again.
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 257,
+        pattern = r#"^(?:[!#-~][!-~]{0,254}|"(?:[!#-\[\]-~]|\\["\\]){1,255}")$"#
+    )]
+    idempotency_key: Option<String>,
+}
+
 /// Collects one message per invalid field, then fails with all of them.
 #[derive(Default)]
 struct FieldErrors(BTreeMap<String, String>);
@@ -219,19 +243,23 @@ fn actor(user: AuthUser) -> Actor {
     path = "/api/incidents",
     tag = tags::COMMANDS,
     security(("bearer" = [])),
+    params(IdempotencyKeyParam),
     request_body = ReportRequest,
     responses(
         (status = 201, description = "Reported", body = IncidentView, headers(("Event-Offset" = u64, description = "Offset of the event on incident-events (a query's `minOffset`); absent when nothing changed"))),
         (status = 400, description = "Invalid fields, each named in `fields`, or malformed JSON", body = ErrorResponse),
         (status = 401, description = "No valid access token", body = ErrorResponse),
+        (status = 409, description = "A request with this Idempotency-Key is still being processed (`idempotency_key_in_flight`), or an incident with the id this key derives already exists", body = ErrorResponse),
         (status = 413, description = "The body is over 64 KiB", body = ErrorResponse),
         (status = 415, description = "The body is not JSON", body = ErrorResponse),
-        (status = 503, description = "The log is unavailable", body = ErrorResponse),
+        (status = 422, description = "The Idempotency-Key was already used for a different request (`idempotency_key_reused`)", body = ErrorResponse),
+        (status = 503, description = "The log is unavailable (`unavailable`: nothing took effect), or it did not confirm the command in time (`outcome_unknown`: retrying with the same Idempotency-Key is safe)", body = ErrorResponse, headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ),
 )]
 async fn report(
     State(state): State<AppState>,
     user: AuthUser,
+    OptionalIdempotencyKey(key): OptionalIdempotencyKey,
     ApiJson(request): ApiJson<ReportRequest>,
 ) -> Result<Response, ApiError> {
     let mut errors = FieldErrors::default();
@@ -248,7 +276,9 @@ async fn report(
     else {
         unreachable!("finish() returned Ok, so every field parsed");
     };
-    let id = Uuid::now_v7();
+    let id = key
+        .as_ref()
+        .map_or_else(Uuid::now_v7, |key| derived_incident_id(user.user_id, key));
     let command = IncidentCommand::Report {
         id,
         title,
@@ -256,7 +286,7 @@ async fn report(
         severity,
         location,
     };
-    let outcome = execute(&state, id, command, user).await?;
+    let outcome = execute(&state, id, command, user, key).await?;
     Ok(incident_response(StatusCode::CREATED, outcome))
 }
 
@@ -266,7 +296,7 @@ async fn report(
     path = "/api/incidents/{id}",
     tag = tags::COMMANDS,
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The incident's id")),
+    params(("id" = Uuid, Path, description = "The incident's id"), IdempotencyKeyParam),
     request_body = UpdateRequest,
     responses(
         (status = 200, description = "The incident after the update", body = IncidentView, headers(("Event-Offset" = u64, description = "Offset of the event on incident-events (a query's `minOffset`); absent when nothing changed"))),
@@ -274,15 +304,17 @@ async fn report(
         (status = 401, description = "No valid access token", body = ErrorResponse),
         (status = 403, description = "The caller's role or relation to the incident does not allow this", body = ErrorResponse),
         (status = 404, description = "No such incident (unknown, deleted or not a UUID)", body = ErrorResponse),
-        (status = 409, description = "The incident is resolved, or another command on this incident won a race; retry", body = ErrorResponse),
+        (status = 409, description = "The incident is resolved, or another command on this incident won a race; retry (or a request with this Idempotency-Key is still being processed)", body = ErrorResponse),
         (status = 413, description = "The body is over 64 KiB", body = ErrorResponse),
         (status = 415, description = "The body is not JSON", body = ErrorResponse),
-        (status = 503, description = "The log is unavailable", body = ErrorResponse),
+        (status = 422, description = "The Idempotency-Key was already used for a different request (`idempotency_key_reused`)", body = ErrorResponse),
+        (status = 503, description = "The log is unavailable (`unavailable`: nothing took effect), or it did not confirm the command in time (`outcome_unknown`: retrying with the same Idempotency-Key is safe)", body = ErrorResponse, headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ),
 )]
 async fn update(
     State(state): State<AppState>,
     user: AuthUser,
+    OptionalIdempotencyKey(key): OptionalIdempotencyKey,
     ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<UpdateRequest>,
 ) -> Result<Response, ApiError> {
@@ -326,7 +358,7 @@ async fn update(
             "nothing to update: send at least one of title, description, location, status, assignedTo",
         ));
     }
-    let outcome = execute(&state, id, IncidentCommand::Update(changes), user).await?;
+    let outcome = execute(&state, id, IncidentCommand::Update(changes), user, key).await?;
     Ok(incident_response(StatusCode::OK, outcome))
 }
 
@@ -336,7 +368,7 @@ async fn update(
     path = "/api/incidents/{id}/resolve",
     tag = tags::COMMANDS,
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The incident's id")),
+    params(("id" = Uuid, Path, description = "The incident's id"), IdempotencyKeyParam),
     request_body = ResolveRequest,
     responses(
         (status = 200, description = "The resolved incident", body = IncidentView, headers(("Event-Offset" = u64, description = "Offset of the event on incident-events (a query's `minOffset`); absent when nothing changed"))),
@@ -344,15 +376,17 @@ async fn update(
         (status = 401, description = "No valid access token", body = ErrorResponse),
         (status = 403, description = "The caller's role or relation to the incident does not allow this", body = ErrorResponse),
         (status = 404, description = "No such incident (unknown, deleted or not a UUID)", body = ErrorResponse),
-        (status = 409, description = "Already resolved, or another command on this incident won a race; retry", body = ErrorResponse),
+        (status = 409, description = "Already resolved, or another command on this incident won a race; retry (or a request with this Idempotency-Key is still being processed)", body = ErrorResponse),
         (status = 413, description = "The body is over 64 KiB", body = ErrorResponse),
         (status = 415, description = "The body is not JSON", body = ErrorResponse),
-        (status = 503, description = "The log is unavailable", body = ErrorResponse),
+        (status = 422, description = "The Idempotency-Key was already used for a different request (`idempotency_key_reused`)", body = ErrorResponse),
+        (status = 503, description = "The log is unavailable (`unavailable`: nothing took effect), or it did not confirm the command in time (`outcome_unknown`: retrying with the same Idempotency-Key is safe)", body = ErrorResponse, headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ),
 )]
 async fn resolve(
     State(state): State<AppState>,
     user: AuthUser,
+    OptionalIdempotencyKey(key): OptionalIdempotencyKey,
     ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<ResolveRequest>,
 ) -> Result<Response, ApiError> {
@@ -363,7 +397,7 @@ async fn resolve(
     let command = IncidentCommand::Resolve {
         resolution: resolution.expect("checked by finish"),
     };
-    let outcome = execute(&state, id, command, user).await?;
+    let outcome = execute(&state, id, command, user, key).await?;
     Ok(incident_response(StatusCode::OK, outcome))
 }
 
@@ -374,7 +408,7 @@ async fn resolve(
     path = "/api/incidents/{id}/severity",
     tag = tags::COMMANDS,
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The incident's id")),
+    params(("id" = Uuid, Path, description = "The incident's id"), IdempotencyKeyParam),
     request_body = SeverityRequest,
     responses(
         (status = 200, description = "The incident with its new severity", body = IncidentView, headers(("Event-Offset" = u64, description = "Offset of the event on incident-events (a query's `minOffset`); absent when nothing changed"))),
@@ -382,15 +416,17 @@ async fn resolve(
         (status = 401, description = "No valid access token", body = ErrorResponse),
         (status = 403, description = "The caller's role or relation to the incident does not allow this", body = ErrorResponse),
         (status = 404, description = "No such incident (unknown, deleted or not a UUID)", body = ErrorResponse),
-        (status = 409, description = "The incident is resolved, or another command on this incident won a race; retry", body = ErrorResponse),
+        (status = 409, description = "The incident is resolved, or another command on this incident won a race; retry (or a request with this Idempotency-Key is still being processed)", body = ErrorResponse),
         (status = 413, description = "The body is over 64 KiB", body = ErrorResponse),
         (status = 415, description = "The body is not JSON", body = ErrorResponse),
-        (status = 503, description = "The log is unavailable", body = ErrorResponse),
+        (status = 422, description = "The Idempotency-Key was already used for a different request (`idempotency_key_reused`)", body = ErrorResponse),
+        (status = 503, description = "The log is unavailable (`unavailable`: nothing took effect), or it did not confirm the command in time (`outcome_unknown`: retrying with the same Idempotency-Key is safe)", body = ErrorResponse, headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ),
 )]
 async fn change_severity(
     State(state): State<AppState>,
     user: AuthUser,
+    OptionalIdempotencyKey(key): OptionalIdempotencyKey,
     ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<SeverityRequest>,
 ) -> Result<Response, ApiError> {
@@ -401,7 +437,7 @@ async fn change_severity(
     let command = IncidentCommand::ChangeSeverity {
         severity: severity.expect("checked by finish"),
     };
-    let outcome = execute(&state, id, command, user).await?;
+    let outcome = execute(&state, id, command, user, key).await?;
     Ok(incident_response(StatusCode::OK, outcome))
 }
 
@@ -411,25 +447,27 @@ async fn change_severity(
     path = "/api/incidents/{id}",
     tag = tags::COMMANDS,
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The incident's id")),
+    params(("id" = Uuid, Path, description = "The incident's id"), IdempotencyKeyParam),
     responses(
         (status = 204, description = "Deleted", headers(("Event-Offset" = u64, description = "Offset of the event on incident-events (a query's `minOffset`); absent when nothing changed"))),
         (status = 401, description = "No valid access token", body = ErrorResponse),
         (status = 403, description = "The caller's role or relation to the incident does not allow this", body = ErrorResponse),
         (status = 404, description = "No such incident (unknown, deleted or not a UUID)", body = ErrorResponse),
-        (status = 409, description = "Another command on this incident won a race; retry", body = ErrorResponse),
-        (status = 503, description = "The log is unavailable", body = ErrorResponse),
+        (status = 409, description = "Another command on this incident won a race, or a request with this Idempotency-Key is still being processed; retry", body = ErrorResponse),
+        (status = 422, description = "The Idempotency-Key was already used for a different request (`idempotency_key_reused`)", body = ErrorResponse),
+        (status = 503, description = "The log is unavailable (`unavailable`: nothing took effect), or it did not confirm the command in time (`outcome_unknown`: retrying with the same Idempotency-Key is safe)", body = ErrorResponse, headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ),
 )]
 async fn delete(
     State(state): State<AppState>,
     user: AuthUser,
+    OptionalIdempotencyKey(key): OptionalIdempotencyKey,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let id = incident_id(&id)?;
-    let outcome = execute(&state, id, IncidentCommand::Delete, user).await?;
+    let outcome = execute(&state, id, IncidentCommand::Delete, user, key).await?;
     let offset = match outcome {
-        CommandOutcome::Applied { offset, .. } => Some(offset),
+        CommandOutcome::Applied(accepted) => Some(accepted.offset),
         CommandOutcome::Unchanged { offset, .. } => offset,
     };
     Ok((StatusCode::NO_CONTENT, offset_header(offset)).into_response())
@@ -441,22 +479,24 @@ async fn delete(
     path = "/api/incidents/{id}/comments",
     tag = tags::COMMANDS,
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The incident's id")),
+    params(("id" = Uuid, Path, description = "The incident's id"), IdempotencyKeyParam),
     request_body = CommentRequest,
     responses(
         (status = 201, description = "The comment", body = CommentView, headers(("Event-Offset" = u64, description = "Offset of the event on incident-events (a query's `minOffset`); absent when nothing changed"))),
         (status = 400, description = "Invalid fields, each named in `fields`, or malformed JSON", body = ErrorResponse),
         (status = 401, description = "No valid access token", body = ErrorResponse),
         (status = 404, description = "No such incident (unknown, deleted or not a UUID)", body = ErrorResponse),
-        (status = 409, description = "Another command on this incident won a race; retry", body = ErrorResponse),
+        (status = 409, description = "Another command on this incident won a race, or a request with this Idempotency-Key is still being processed; retry", body = ErrorResponse),
         (status = 413, description = "The body is over 64 KiB", body = ErrorResponse),
         (status = 415, description = "The body is not JSON", body = ErrorResponse),
-        (status = 503, description = "The log is unavailable", body = ErrorResponse),
+        (status = 422, description = "The Idempotency-Key was already used for a different request (`idempotency_key_reused`)", body = ErrorResponse),
+        (status = 503, description = "The log is unavailable (`unavailable`: nothing took effect), or it did not confirm the command in time (`outcome_unknown`: retrying with the same Idempotency-Key is safe)", body = ErrorResponse, headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ),
 )]
 async fn add_comment(
     State(state): State<AppState>,
     user: AuthUser,
+    OptionalIdempotencyKey(key): OptionalIdempotencyKey,
     ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<CommentRequest>,
 ) -> Result<Response, ApiError> {
@@ -464,16 +504,20 @@ async fn add_comment(
     let mut errors = FieldErrors::default();
     let body = errors.required("body", request.body, CommentBody::parse);
     errors.finish()?;
+    let comment_id = key
+        .as_ref()
+        .map_or_else(Uuid::now_v7, |key| derived_comment_id(user.user_id, key));
     let command = IncidentCommand::AddComment {
-        comment_id: Uuid::now_v7(),
+        comment_id,
         body: body.expect("checked by finish"),
     };
-    let outcome = execute(&state, id, command, user).await?;
-    let CommandOutcome::Applied { event, offset, .. } = outcome else {
+    let outcome = execute(&state, id, command, user, key).await?;
+    let CommandOutcome::Applied(accepted) = outcome else {
         return Err(ApiError::Internal(anyhow::anyhow!(
             "a comment always appends an event"
         )));
     };
+    let AcceptedCommand { event, offset, .. } = *accepted;
     let EventPayload::CommentAdded(comment) = event.payload else {
         return Err(ApiError::Internal(anyhow::anyhow!(
             "a comment command produced another event"
@@ -493,22 +537,30 @@ async fn add_comment(
 /// contract.
 async fn execute(
     state: &AppState,
-    id: Uuid,
+    incident_id: Uuid,
     command: IncidentCommand,
     user: AuthUser,
+    key: Option<crate::idempotency::IdempotencyKey>,
 ) -> Result<CommandOutcome, ApiError> {
-    state
-        .commands
-        .execute(id, command, actor(user))
+    let request = CommandRequest {
+        incident_id,
+        command,
+        actor: actor(user),
+        key,
+    };
+    // A task of its own: a client that hangs up must not cancel a command
+    // between its append and its confirmation (the retry would still be
+    // safe, but the command would then be left unconfirmed for nothing).
+    let commands = state.commands.clone();
+    tokio::spawn(async move { commands.execute(request).await })
         .await
+        .map_err(|error| ApiError::Internal(anyhow::anyhow!("a command task failed: {error}")))?
         .map_err(command_error)
 }
 
 fn incident_response(status: StatusCode, outcome: CommandOutcome) -> Response {
     let (incident, offset) = match outcome {
-        CommandOutcome::Applied {
-            incident, offset, ..
-        } => (incident, Some(offset)),
+        CommandOutcome::Applied(accepted) => (accepted.incident, Some(accepted.offset)),
         CommandOutcome::Unchanged { incident, offset } => (incident, offset),
     };
     (
@@ -533,6 +585,9 @@ fn command_error(error: CommandError) -> ApiError {
     let message = error.to_string();
     let (code, rule) = match error {
         CommandError::Log(error) => return ApiError::from(error),
+        CommandError::KeyReused => return ApiError::KeyReused(message),
+        CommandError::KeyInFlight => return ApiError::KeyInFlight(message),
+        CommandError::Unconfirmed { .. } => return ApiError::OutcomeUnknown(message),
         // The version rule voided our event: the client reloads and retries.
         CommandError::LostRace => (ErrorCode::Conflict, Rule::LostRace),
         CommandError::Rejected(rejection) => (public_code(&rejection), rejection.rule()),

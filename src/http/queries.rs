@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use marauders_projections::{READ_MODEL, stored_offset, wait_until_applied};
+use marauders_projections::{READ_MODEL, projection_position, wait_until_applied};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -55,8 +57,8 @@ struct ListQuery {
     /// Page size (default 20).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
-    /// The `nextCursor` of the previous page.
-    #[param(value_type = Option<Uuid>)]
+    /// The `nextCursor` of the previous page (opaque).
+    #[param(value_type = Option<String>)]
     cursor: Option<String>,
     /// An `Event-Offset` of incident-events to wait (up to 2 s) for the read
     /// model to reach before reading; 400 if the log has not reached it.
@@ -96,6 +98,9 @@ struct IncidentRow {
     resolved_at: Option<DateTime<Utc>>,
     #[schema(minimum = 1)]
     version: i64,
+    /// Where its `incident.created` is on the log: the order of the list.
+    #[serde(skip)]
+    created_offset: i64,
 }
 
 #[derive(Serialize, sqlx::FromRow, ToSchema)]
@@ -113,7 +118,8 @@ struct CommentRow {
 struct IncidentPage {
     items: Vec<IncidentRow>,
     /// Pass as `cursor` for the next (older) page; `null` on the last page.
-    next_cursor: Option<Uuid>,
+    /// Opaque: its form may change.
+    next_cursor: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -123,7 +129,23 @@ struct CommentList {
 
 const INCIDENT_COLUMNS: &str =
     "id, title, description, severity, location, status, reported_by, assigned_to,
-    resolved_by, resolution, created_at, updated_at, resolved_at, version";
+    resolved_by, resolution, created_at, updated_at, resolved_at, version, created_offset";
+
+/// A page cursor: the creation offset of the last incident of the page
+/// before. Ids cannot serve — those derived from idempotency keys carry no
+/// time — so incidents are ordered by where they were created on the log.
+fn encode_cursor(created_offset: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("created<{created_offset}"))
+}
+
+fn decode_cursor(cursor: &str) -> Option<i64> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    text.strip_prefix("created<")?
+        .parse::<i64>()
+        .ok()
+        .filter(|offset| *offset >= 0)
+}
 
 /// Incidents, newest first, filtered and paged by keyset.
 #[utoipa::path(
@@ -159,10 +181,10 @@ async fn list_incidents(
             0
         }
     };
-    let cursor = match query.cursor.as_deref().map(Uuid::parse_str) {
+    let cursor = match query.cursor.as_deref().map(decode_cursor) {
         None => None,
-        Some(Ok(cursor)) => Some(cursor),
-        Some(Err(_)) => {
+        Some(Some(cursor)) => Some(cursor),
+        Some(None) => {
             fields.insert(
                 "cursor".into(),
                 "cursor must be a nextCursor this API returned".into(),
@@ -181,8 +203,8 @@ async fn list_incidents(
             AND ($1::text IS NULL OR status = $1)
             AND ($2::text IS NULL OR severity = $2)
             AND ($3::text IS NULL OR location = $3)
-            AND ($4::uuid IS NULL OR id < $4)
-          ORDER BY id DESC LIMIT $5"
+            AND ($4::bigint IS NULL OR created_offset < $4)
+          ORDER BY created_offset DESC LIMIT $5"
     );
     let mut items: Vec<IncidentRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(status.map(|s| s.as_str()))
@@ -194,7 +216,7 @@ async fn list_incidents(
         .await?;
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(limit as usize);
-        items.last().map(|item| item.id)
+        items.last().map(|item| encode_cursor(item.created_offset))
     } else {
         None
     };
@@ -332,26 +354,41 @@ pub async fn wait_for_projection(
     wait_for_offset(state, projector, topic, min_offset).await
 }
 
-/// Waits until `projector` has applied `min_offset` (its stored offset is
-/// past it), checking every 10 ms for at most two seconds.
+/// Checks that `projector`'s tables belong to this log, then waits until it
+/// has applied `min_offset` (its stored offset is past it), for at most two
+/// seconds.
 ///
 /// # Errors
 ///
-/// 400 when `min_offset` is at or past the log's end: a command returns an
-/// offset only once the log has it, so such a value was never returned, and
-/// waiting for it would only hold the request for two seconds. 503 when the
-/// projector does not get there in time.
+/// 503 when the projection was built from another log (a database moved to
+/// another log): its rows would answer with another log's state, e.g. a 404
+/// for an incident this log has. 400 when `min_offset` is at or past the
+/// log's end: a command returns an offset only once the log has it, so such
+/// a value was never returned, and waiting for it would only hold the
+/// request for two seconds. 503 when the projector does not get there in
+/// time.
 async fn wait_for_offset(
     state: &AppState,
     projector: &str,
     topic: Topic,
     min_offset: Option<u64>,
 ) -> Result<(), ApiError> {
+    let position = projection_position(&state.pool, projector, topic).await?;
+    if let Some(log_id) = state.log.known_log_id()
+        && !position.belongs_to(log_id)
+    {
+        return Err(ApiError::Unavailable(format!(
+            "{projector} was built from log {}, not from this log ({log_id}); it must be rebuilt",
+            position
+                .log_id
+                .map_or_else(String::new, |id| id.to_string())
+        )));
+    }
     let Some(min_offset) = min_offset else {
         return Ok(());
     };
     let deadline = Instant::now() + READ_YOUR_WRITES_WAIT;
-    if stored_offset(&state.pool, projector, topic).await? > min_offset {
+    if position.next_offset > min_offset {
         return Ok(());
     }
     // Only when not already there: the common case costs nothing.

@@ -334,9 +334,11 @@ impl Broadcaster {
             }
         };
         let (incident, version) = incident_and_version(&event.payload)?;
+        // Only the copy the version rule accepted: not a lost race, and not
+        // a re-sent copy of an accepted event.
         if !self
             .write_model
-            .was_accepted(incident, version, event.event_id)
+            .is_accepted_copy(incident, version, event.event_id, record.offset)
             .await
         {
             return None;

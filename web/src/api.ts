@@ -22,6 +22,8 @@ export class ApiError extends Error {
     readonly code: string,
     message: string,
     readonly fields: Record<string, string> = {},
+    /** The `Retry-After` of a 503, in seconds (0 when absent). */
+    readonly retryAfterSeconds = 0,
   ) {
     super(message);
   }
@@ -37,6 +39,11 @@ export interface Answer<T> {
 }
 
 const SESSION_KEY = 'marauders-map.session';
+// A command whose answer did not arrive (a network error, a 503) is retried
+// with the same Idempotency-Key after these pauses: the service answers a
+// retry with the first outcome, so it takes effect once however often it is
+// sent.
+const COMMAND_RETRY_PAUSES_MS = [250, 500, 1000, 2000, 4000];
 // Refresh a little before the access token expires, so a request or a
 // socket handshake never starts with a token about to lapse.
 const REFRESH_MARGIN_SECONDS = 30;
@@ -69,14 +76,34 @@ export class Api {
   }
 
   /** A request as the logged-in user: refreshes and retries once on 401. */
-  async request<T = unknown>(method: string, path: string, body?: unknown): Promise<Answer<T>> {
+  async request<T = unknown>(method: string, path: string, body?: unknown, idempotencyKey?: string): Promise<Answer<T>> {
     const token = await this.freshAccessToken();
     try {
-      return await this.send<T>(method, path, body, true, token);
+      return await this.send<T>(method, path, body, true, token, idempotencyKey);
     } catch (error) {
       if (!(error instanceof ApiError) || error.status !== 401) throw error;
       await this.refresh(token);
-      return this.send<T>(method, path, body, true, this.session?.accessToken);
+      return this.send<T>(method, path, body, true, this.session?.accessToken, idempotencyKey);
+    }
+  }
+
+  /**
+   * A command (report, edit, resolve, change severity, delete, comment):
+   * sent with a fresh Idempotency-Key, and re-sent with the same key when
+   * its answer is lost or the service is briefly unavailable — never a
+   * second effect, whatever happened to the first attempt.
+   */
+  async command<T = unknown>(method: string, path: string, body?: unknown): Promise<Answer<T>> {
+    const key = newIdempotencyKey();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.request<T>(method, path, body, key);
+      } catch (error) {
+        const retriable = error instanceof ApiError && (error.status === 0 || error.status === 503);
+        if (!retriable || attempt >= COMMAND_RETRY_PAUSES_MS.length) throw error;
+        const advised = (error as ApiError).retryAfterSeconds * 1000;
+        await sleep(Math.max(COMMAND_RETRY_PAUSES_MS[attempt], advised));
+      }
     }
   }
 
@@ -139,10 +166,18 @@ export class Api {
     if (hadSession) this.onSessionEnded(reason);
   }
 
-  private async send<T>(method: string, path: string, body: unknown, authenticated: boolean, token?: string): Promise<Answer<T>> {
+  private async send<T>(
+    method: string,
+    path: string,
+    body: unknown,
+    authenticated: boolean,
+    token?: string,
+    idempotencyKey?: string,
+  ): Promise<Answer<T>> {
     const headers: Record<string, string> = { Accept: 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     if (authenticated && token) headers.Authorization = `Bearer ${token}`;
+    if (idempotencyKey) headers['Idempotency-Key'] = idempotencyKey;
     let response: Response;
     try {
       response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
@@ -158,11 +193,24 @@ export class Api {
         error?.code ?? 'http_' + response.status,
         error?.message ?? `The service answered ${response.status}.`,
         error?.fields ?? {},
+        Number(response.headers.get('Retry-After') ?? 0) || 0,
       );
     }
     const offset = response.headers.get('Event-Offset');
     return { body: json as T, offset: offset === null ? null : Number(offset) };
   }
+}
+
+/** A key no other command of this user will use. */
+function newIdempotencyKey(): string {
+  if (typeof crypto !== 'undefined' && typeof crypto.randomUUID === 'function') return crypto.randomUUID();
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return [...bytes].map((byte) => byte.toString(16).padStart(2, '0')).join('');
+}
+
+function sleep(milliseconds: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, milliseconds));
 }
 
 function loadSession(): Session | null {

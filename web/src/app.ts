@@ -300,7 +300,7 @@ export class App {
   // ---- commands (each answers with Event-Offset: read at least that) ------
 
   private async report(fields: { title: string; description: string | null; severity: string; location: string }): Promise<void> {
-    const answer = await this.api.request<Incident>('POST', '/api/incidents', fields);
+    const answer = await this.api.command<Incident>('POST', '/api/incidents', fields);
     this.sawOwnWrite(answer.offset);
     this.store.upsert(answer.body);
     this.changed();
@@ -308,21 +308,21 @@ export class App {
 
   /** A command answering with the incident's new state. */
   private async command(method: string, path: string, body: unknown): Promise<void> {
-    const answer = await this.api.request<Incident>(method, path, body);
+    const answer = await this.api.command<Incident>(method, path, body);
     this.sawOwnWrite(answer.offset);
     this.store.upsert(answer.body);
     this.changed();
   }
 
   private async remove(id: string): Promise<void> {
-    const answer = await this.api.request('DELETE', `/api/incidents/${id}`);
+    const answer = await this.api.command('DELETE', `/api/incidents/${id}`);
     this.sawOwnWrite(answer.offset);
     this.store.remove(id);
     this.close();
   }
 
   private async comment(id: string, body: string): Promise<void> {
-    const answer = await this.api.request<Comment>('POST', `/api/incidents/${id}/comments`, { body });
+    const answer = await this.api.command<Comment>('POST', `/api/incidents/${id}/comments`, { body });
     this.sawOwnWrite(answer.offset);
     this.view.setComments([answer.body]);
     // Read the comments back as of our write: ours and any before it.

@@ -19,9 +19,14 @@ export class IncidentStore {
     return this.incidents.get(id);
   }
 
-  /** Known incidents, newest first (ids are UUIDv7, so they sort by time). */
+  /**
+   * Known incidents, newest first: by creation time (ids derived from an
+   * idempotency key carry no time), the id breaking ties.
+   */
   all(): Incident[] {
-    return [...this.incidents.values()].sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+    return [...this.incidents.values()].sort(
+      (a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt) || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0),
+    );
   }
 
   ids(): string[] {

@@ -26,6 +26,24 @@ pub struct EventEnvelope {
     /// role change made from the command line).
     pub user_id: Option<Uuid>,
     pub data: serde_json::Value,
+    /// Only on events a command with an `Idempotency-Key` appended: the key
+    /// and a fingerprint of the request, so that a retry with the same key
+    /// is recognised — and one with another request refused — by any
+    /// instance, after any restart. Absent on every other event (and on
+    /// every event written before keys existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<IdempotencyRecord>,
+}
+
+/// The request a keyed command's event answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdempotencyRecord {
+    /// The client's `Idempotency-Key`, unquoted.
+    pub key: String,
+    /// `sha256:<hex>` of the command as parsed (its kind, its incident and
+    /// every field), so the same key with another request is told apart.
+    pub fingerprint: String,
 }
 
 /// A decoded event: envelope metadata plus a typed payload.
@@ -40,6 +58,8 @@ pub struct Event {
     pub source: String,
     pub user_id: Option<Uuid>,
     pub payload: EventPayload,
+    /// See [`EventEnvelope::idempotency`].
+    pub idempotency: Option<IdempotencyRecord>,
 }
 
 /// Why bytes from the log are not a valid event.
@@ -61,13 +81,32 @@ impl Event {
     /// Wraps a payload in a fresh envelope: a new UUIDv7, the current time,
     /// the service's source. The seed's `createEventEnvelopeForPublishing`.
     pub fn new(payload: EventPayload, user_id: Option<Uuid>) -> Self {
+        Event::at(Uuid::now_v7(), Utc::now(), payload, user_id)
+    }
+
+    /// An event with a given id and time: a command's event carries the
+    /// `now` its decision saw (one clock per command) and, with an
+    /// idempotency key, an id derived from it.
+    pub fn at(
+        event_id: Uuid,
+        timestamp: DateTime<Utc>,
+        payload: EventPayload,
+        user_id: Option<Uuid>,
+    ) -> Self {
         Event {
-            event_id: Uuid::now_v7(),
-            timestamp: Utc::now().trunc_subsecs(6),
+            event_id,
+            timestamp: timestamp.trunc_subsecs(6),
             source: EVENT_SOURCE.to_owned(),
             user_id,
             payload,
+            idempotency: None,
         }
+    }
+
+    /// The same event, marked as the answer to a keyed request.
+    pub fn with_idempotency(mut self, record: IdempotencyRecord) -> Self {
+        self.idempotency = Some(record);
+        self
     }
 
     pub fn event_type(&self) -> EventType {
@@ -87,6 +126,7 @@ impl Event {
             source: self.source.clone(),
             user_id: self.user_id,
             data: self.payload.to_data(),
+            idempotency: self.idempotency.clone(),
         }
     }
 
@@ -128,6 +168,7 @@ impl TryFrom<EventEnvelope> for Event {
             source: envelope.source,
             user_id: envelope.user_id,
             payload,
+            idempotency: envelope.idempotency,
         })
     }
 }
@@ -176,7 +217,11 @@ mod tests {
         ] {
             assert!(object.contains_key(field), "missing {field} in {json}");
         }
-        assert_eq!(object.len(), 6, "no fields beyond the envelope's: {json}");
+        assert_eq!(
+            object.len(),
+            6,
+            "no fields beyond the envelope's (the optional `idempotency` only on keyed commands): {json}"
+        );
         assert_eq!(json["eventType"], "severity.escalated");
         assert_eq!(json["userId"], user.to_string());
     }

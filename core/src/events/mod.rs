@@ -17,4 +17,6 @@ pub use catalog::{
     IncidentUpdated, SeverityEscalated, TokenRefreshed, UserConnected, UserDisconnected,
     UserJoinedRoom, UserLeftRoom, UserLoggedIn, UserLoggedOut, UserRegistered, UserRoleChanged,
 };
-pub use envelope::{DecodeError, ENVELOPE_JSON_SCHEMA, EVENT_SOURCE, Event, EventEnvelope};
+pub use envelope::{
+    DecodeError, ENVELOPE_JSON_SCHEMA, EVENT_SOURCE, Event, EventEnvelope, IdempotencyRecord,
+};

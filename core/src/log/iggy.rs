@@ -27,8 +27,8 @@
 //! `IGGY_SYSTEM_PARTITION_ENFORCE_FSYNC=true` so an acknowledged append is on
 //! disk (see ARCHITECTURE.md for the cost).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use iggy::prelude::{
@@ -42,13 +42,18 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    ConsumerName, LogEndWatch, LogError, LogMessage, LogRecord, MAX_READ_LIMIT, STREAM_NAME, Topic,
+    ConsumerName, LogEndWatch, LogError, LogId, LogMessage, LogRecord, MAX_READ_LIMIT, STREAM_NAME,
+    Topic,
 };
 
 pub const BACKEND: &str = "iggy";
 
 /// The only partition of every topic.
 const PARTITION: u32 = 0;
+
+/// The topic beside the three event topics whose first message is the
+/// log's identity, `{"logId": "<uuid>"}` (see [`LogId`]).
+const IDENTITY_TOPIC: &str = "log-identity";
 
 /// How to reach Iggy.
 #[derive(Debug, Clone)]
@@ -63,6 +68,10 @@ pub struct IggyConfig {
     pub request_timeout: Duration,
     /// How often the tailer asks for new messages while a reader waits.
     pub tail_interval: Duration,
+    /// The identity to give the log if this process is the one that creates
+    /// it; `None` makes a fresh one. `log migrate` passes the source log's,
+    /// so the copy is the same log to everyone who kept offsets on it.
+    pub identity_for_new_log: Option<LogId>,
 }
 
 impl IggyConfig {
@@ -72,6 +81,7 @@ impl IggyConfig {
             stream: STREAM_NAME.to_owned(),
             request_timeout: Duration::from_secs(3),
             tail_interval: Duration::from_millis(5),
+            identity_for_new_log: None,
         }
     }
 
@@ -95,6 +105,9 @@ struct Inner {
     config: IggyConfig,
     stream_id: Identifier,
     topic_ids: [Identifier; 3],
+    identity_topic_id: Identifier,
+    /// Read (or created) while getting ready; set once.
+    log_id: OnceLock<LogId>,
     /// One connection per role: Iggy answers one request at a time per
     /// connection, and a slow read must not delay an append.
     appender: Connection,
@@ -119,6 +132,8 @@ impl IggyLog {
         let inner = Arc::new(Inner {
             stream_id: named(&config.stream),
             topic_ids: Topic::ALL.map(|topic| named(topic.name())),
+            identity_topic_id: named(IDENTITY_TOPIC),
+            log_id: OnceLock::new(),
             appender: Connection::new(&connection_string),
             reader: Connection::new(&connection_string),
             tailer: Connection::new(&connection_string),
@@ -205,8 +220,11 @@ impl IggyLog {
                 .await;
             created?;
         }
-        for topic in Topic::ALL {
-            let topic_id = &self.inner.topic_ids[topic.index()];
+        let topics = Topic::ALL
+            .iter()
+            .map(|topic| (topic.name(), &self.inner.topic_ids[topic.index()]))
+            .chain([(IDENTITY_TOPIC, &self.inner.identity_topic_id)]);
+        for (topic_name, topic_id) in topics {
             let existing = self
                 .call(&self.inner.appender, "get topic", async |client| {
                     client.get_topic(&self.inner.stream_id, topic_id).await
@@ -219,7 +237,7 @@ impl IggyLog {
                 let created = client
                     .create_topic(
                         &self.inner.stream_id,
-                        topic.name(),
+                        topic_name,
                         1,
                         CompressionAlgorithm::None,
                         None,
@@ -234,7 +252,82 @@ impl IggyLog {
             })
             .await?;
         }
+        let log_id = self.read_or_create_identity().await?;
+        // Racing instances all read the same first message, so they agree.
+        let _ = self.inner.log_id.set(log_id);
         Ok(())
+    }
+
+    /// The identity in the first message of [`IDENTITY_TOPIC`], appending
+    /// one first if the topic is empty. Two instances creating the log at
+    /// once may both append; the first message is the identity for all.
+    async fn read_or_create_identity(&self) -> Result<LogId, LogError> {
+        let topic_id = &self.inner.identity_topic_id;
+        if let Some(id) = self.read_identity(topic_id).await? {
+            return Ok(id);
+        }
+        let fresh = self
+            .inner
+            .config
+            .identity_for_new_log
+            .unwrap_or(LogId(Uuid::new_v4()));
+        let payload = serde_json::to_vec(&serde_json::json!({ "logId": fresh }))
+            .expect("a JSON object serializes");
+        let mut message = vec![
+            IggyMessage::builder()
+                .id(fresh.0.as_u128())
+                .payload(payload.into())
+                .build()
+                .map_err(|error| LogError::InvalidRequest(error.to_string()))?,
+        ];
+        self.call(
+            &self.inner.appender,
+            "create log identity",
+            async |client| {
+                client
+                    .send_messages(
+                        &self.inner.stream_id,
+                        topic_id,
+                        &Partitioning::partition_id(PARTITION),
+                        &mut message,
+                    )
+                    .await
+            },
+        )
+        .await?;
+        self.read_identity(topic_id)
+            .await?
+            .ok_or_else(|| LogError::Inconsistent {
+                backend: BACKEND,
+                reason: format!("{IDENTITY_TOPIC} is empty right after its identity was appended"),
+            })
+    }
+
+    async fn read_identity(&self, topic_id: &Identifier) -> Result<Option<LogId>, LogError> {
+        let first = self.poll(topic_id, 0, 1).await?;
+        let Some(record) = first.first() else {
+            return Ok(None);
+        };
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Identity {
+            log_id: LogId,
+        }
+        serde_json::from_slice::<Identity>(&record.payload)
+            .map(|identity| Some(identity.log_id))
+            .map_err(|error| LogError::Inconsistent {
+                backend: BACKEND,
+                reason: format!("{IDENTITY_TOPIC} does not start with a log identity: {error}"),
+            })
+    }
+
+    pub(super) fn log_id(&self) -> Result<LogId, LogError> {
+        self.inner.log_id.get().copied().ok_or_else(|| {
+            unavailable(format!(
+                "still connecting to Iggy at {}",
+                self.redacted_url()
+            ))
+        })
     }
 
     pub(super) async fn append(
@@ -290,12 +383,11 @@ impl IggyLog {
                 // acknowledged before, so its log end went back). Look once
                 // more from a window before the current end.
                 if fell_back {
-                    return Err(LogError::Failed {
-                        backend: BACKEND,
-                        reason:
-                            "appended messages were acknowledged but cannot be found on the log"
-                                .into(),
-                    });
+                    // Acknowledged, yet not where it should be: the outcome
+                    // is unknown, not a failure (see `LogError::Unavailable`).
+                    return Err(unavailable(
+                        "appended messages were acknowledged but cannot be found on the log".into(),
+                    ));
                 }
                 fell_back = true;
                 from = self
@@ -329,7 +421,16 @@ impl IggyLog {
         limit: u32,
     ) -> Result<Vec<LogRecord>, LogError> {
         self.ensure_ready()?;
-        let topic_id = &self.inner.topic_ids[topic.index()];
+        self.poll(&self.inner.topic_ids[topic.index()], from_offset, limit)
+            .await
+    }
+
+    async fn poll(
+        &self,
+        topic_id: &Identifier,
+        from_offset: u64,
+        limit: u32,
+    ) -> Result<Vec<LogRecord>, LogError> {
         // Polling with auto-commit off stores nothing, so one fixed consumer
         // identity serves every read.
         let consumer = Consumer::new(Identifier::numeric(1).expect("1 is a valid id"));
@@ -655,7 +756,8 @@ fn unavailable(reason: String) -> LogError {
     }
 }
 
-fn redact_password(url: &str) -> String {
+/// `url` without its password, for logs, errors and what the CLI prints.
+pub fn redact_password(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let credentials = &url[scheme_end + 3..at];

@@ -148,13 +148,50 @@ impl fmt::Display for ConsumerName {
     }
 }
 
+/// The identity of one log: created with it, stored in it, the same for
+/// every instance that opens it, and kept when the log is copied to another
+/// backend (`marauders-map log migrate`).
+///
+/// Offsets mean something only on the log they were read from. Whatever
+/// keeps a position on the log — the write model's snapshot, each
+/// projector's offset — records the log id beside it, so that a database
+/// pointed at another log is noticed instead of silently serving state that
+/// belongs elsewhere. Where it lives: the embedded log keeps it in
+/// `event_log_identity` (created by its migration); Iggy in a topic of its
+/// own, `log-identity`, whose first message holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct LogId(pub Uuid);
+
+impl fmt::Display for LogId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// Why a log operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LogError {
-    /// The backend cannot be reached or did not answer in time. Nothing was
-    /// acknowledged; the caller may retry. (The API answers 503.)
+    /// The backend cannot be reached or did not answer in time (the API
+    /// answers 503).
+    ///
+    /// For reads this means nothing more. For an **append** it means the
+    /// outcome is *unknown*: the batch may not have been appended, may have
+    /// been appended with the acknowledgement lost, or may still land later
+    /// — with Iggy a request that timed out keeps running in the SDK's own
+    /// task and cannot be cancelled. A caller must find out from the log
+    /// itself (and may re-send the *identical* messages, which readers then
+    /// see as copies) rather than treat it as "not appended".
     #[error("the event log ({backend}) is unavailable: {reason}")]
     Unavailable {
+        backend: &'static str,
+        reason: String,
+    },
+    /// The log contradicts itself: it reports an end it cannot be read up
+    /// to (a server that lost acknowledged messages, or a topic that was
+    /// truncated). Retrying will not help; an operator must look.
+    #[error("the event log ({backend}) is inconsistent: {reason}")]
+    Inconsistent {
         backend: &'static str,
         reason: String,
     },
@@ -204,6 +241,25 @@ impl EventLog {
         match self {
             EventLog::Postgres(_) => postgres::BACKEND,
             EventLog::Iggy(_) => iggy::BACKEND,
+        }
+    }
+
+    /// The identity of this log (see [`LogId`]). Iggy's is read once the
+    /// log is ready; until then this fails with [`LogError::Unavailable`].
+    #[allow(clippy::unused_async)] // async like every other operation; Iggy may learn it late
+    pub async fn log_id(&self) -> Result<LogId, LogError> {
+        match self {
+            EventLog::Postgres(log) => Ok(log.log_id()),
+            EventLog::Iggy(log) => log.log_id(),
+        }
+    }
+
+    /// The identity if already known, without waiting or failing: for
+    /// checks that must not depend on the log being reachable right now.
+    pub fn known_log_id(&self) -> Option<LogId> {
+        match self {
+            EventLog::Postgres(log) => Some(log.log_id()),
+            EventLog::Iggy(log) => log.log_id().ok(),
         }
     }
 

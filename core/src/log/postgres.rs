@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{ConsumerName, LogEndWatch, LogError, LogMessage, LogRecord, Topic};
+use super::{ConsumerName, LogEndWatch, LogError, LogId, LogMessage, LogRecord, Topic};
 
 pub const BACKEND: &str = "postgres";
 
@@ -34,6 +34,8 @@ pub struct PostgresLog {
 
 struct Inner {
     pool: PgPool,
+    /// Read once at open: it never changes.
+    log_id: LogId,
     watch: LogEndWatch,
     stop_listener: CancellationToken,
     listener: Mutex<Option<JoinHandle<()>>>,
@@ -45,9 +47,14 @@ impl PostgresLog {
     pub async fn open(pool: PgPool) -> Result<PostgresLog, LogError> {
         let mut listener = PgListener::connect_with(&pool).await.map_err(unavailable)?;
         listener.listen(NOTIFY_CHANNEL).await.map_err(unavailable)?;
+        let log_id: Uuid = sqlx::query_scalar("SELECT log_id FROM event_log_identity")
+            .fetch_one(&pool)
+            .await
+            .map_err(classify)?;
         let log = PostgresLog {
             inner: Arc::new(Inner {
                 pool,
+                log_id: LogId(log_id),
                 watch: LogEndWatch::default(),
                 stop_listener: CancellationToken::new(),
                 listener: Mutex::new(None),
@@ -63,6 +70,10 @@ impl PostgresLog {
 
     pub(super) fn watch(&self) -> &LogEndWatch {
         &self.inner.watch
+    }
+
+    pub(super) fn log_id(&self) -> LogId {
+        self.inner.log_id
     }
 
     pub(super) async fn append(
@@ -180,6 +191,26 @@ impl PostgresLog {
         .await
         .map_err(classify)?;
         Ok(next.map_or(0, |n| n as u64))
+    }
+
+    /// Every consumer offset stored on this log, for `log migrate`.
+    pub async fn consumer_offsets(&self) -> Result<Vec<(ConsumerName, Topic, u64)>, LogError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT consumer, topic, next_offset FROM event_log_consumer_offsets
+              WHERE partition_id = 0 ORDER BY consumer, topic",
+        )
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(classify)?;
+        rows.into_iter()
+            .map(|(consumer, topic, next)| {
+                let topic = topic.parse::<Topic>().map_err(|reason| LogError::Failed {
+                    backend: BACKEND,
+                    reason,
+                })?;
+                Ok((ConsumerName::parse(&consumer)?, topic, next as u64))
+            })
+            .collect()
     }
 
     async fn refresh_log_ends(&self) -> Result<(), LogError> {
