@@ -40,7 +40,7 @@
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
-use crate::events::{EVENT_SOURCE, Event, EventPayload};
+use crate::events::{Event, EventPayload};
 use crate::incident::{
     Actor, Decision, FoldOutcome, Incident, IncidentCommand, IncidentFold, Rejection, decide,
     incident_and_version,
@@ -71,13 +71,7 @@ pub fn given(history: impl IntoIterator<Item = EventPayload>) -> Given {
     let mut fold = IncidentFold::default();
     let (mut events, mut outcomes) = (Vec::new(), Vec::new());
     for (n, payload) in history.into_iter().enumerate() {
-        let event = Event {
-            event_id: history_event_id(n),
-            timestamp: history_time(n),
-            source: EVENT_SOURCE.to_owned(),
-            user_id: None,
-            payload,
-        };
+        let event = Event::at(history_event_id(n), history_time(n), payload, None);
         outcomes.push(fold.apply(&event));
         events.push(event);
     }
@@ -190,13 +184,7 @@ impl When {
             "expected the command to append {expected:?}"
         );
         let mut fold = self.given.fold;
-        let event = Event {
-            event_id: DECIDED_EVENT_ID,
-            timestamp: NOW,
-            source: EVENT_SOURCE.to_owned(),
-            user_id: Some(self.actor.user_id),
-            payload: expected,
-        };
+        let event = Event::at(DECIDED_EVENT_ID, NOW, expected, Some(self.actor.user_id));
         assert_eq!(
             fold.apply(&event),
             FoldOutcome::Applied,

@@ -163,6 +163,7 @@ impl TestAppBuilder {
         let config = Config {
             database_url: database.url.clone(),
             iggy_url: None,
+            iggy_stream: marauders_map::log::STREAM_NAME.into(),
             data_dir: std::env::temp_dir(),
             jwt_secret: Some(TEST_JWT_SECRET.into()),
             log_level: "info".into(),

@@ -60,11 +60,12 @@ async fn the_projector_applies_an_event_it_sees_twice_once() {
 
     let outcome = runner.poll_once().await.unwrap();
 
+    // The copy is handed to the projector too; the version rule makes it
+    // change nothing (one row below).
     assert_eq!(
         outcome,
         StepOutcome::Advanced {
-            applied: 1,
-            duplicates: 1,
+            applied: 2,
             dead_lettered: 0,
             next_offset: 2
         }
@@ -94,7 +95,6 @@ async fn the_projector_dead_letters_what_it_cannot_decode_and_moves_on() {
         outcome,
         StepOutcome::Advanced {
             applied: 3,
-            duplicates: 0,
             dead_lettered: 1,
             next_offset: 4
         }
@@ -128,7 +128,6 @@ async fn a_restarted_projector_resumes_at_its_stored_offset() {
         restarted.poll_once().await.unwrap(),
         StepOutcome::Advanced {
             applied: 1,
-            duplicates: 0,
             dead_lettered: 0,
             next_offset: 3
         }
