@@ -242,6 +242,9 @@ impl CommandHandler {
         // Once an append is acknowledged, the event is on the log: what is
         // left is to learn whether it was accepted, never to send it again.
         let mut acknowledged = false;
+        // Whether some attempt may have reached the log: until one has, a
+        // failure to reach it is a definite "nothing appended".
+        let mut maybe_sent = false;
         loop {
             // Why the outcome is not known yet, for the 503 if it stays so.
             let mut last_problem = String::new();
@@ -253,6 +256,7 @@ impl CommandHandler {
                 .await;
                 match appended {
                     Ok(Ok(_)) if self.faults.take_lost_answer() => {
+                        maybe_sent = true;
                         last_problem = "the append's answer was lost (injected fault)".into();
                     }
                     Ok(Ok(offsets)) => {
@@ -271,9 +275,17 @@ impl CommandHandler {
                             Err(error) => last_problem = error.to_string(),
                         }
                     }
-                    Ok(Err(LogError::Unavailable { reason, .. })) => last_problem = reason,
+                    Ok(Err(LogError::Unavailable { reason, .. })) => {
+                        maybe_sent = true;
+                        last_problem = reason;
+                    }
+                    Ok(Err(error @ LogError::Unreachable { .. })) if !maybe_sent => {
+                        return Err(error.into());
+                    }
+                    Ok(Err(LogError::Unreachable { reason, .. })) => last_problem = reason,
                     Ok(Err(other)) => return Err(other.into()),
                     Err(_) => {
+                        maybe_sent = true;
                         last_problem = "the append did not answer before the deadline".into();
                     }
                 }

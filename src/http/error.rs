@@ -239,7 +239,9 @@ impl IntoResponse for ApiError {
 impl From<LogError> for ApiError {
     fn from(error: LogError) -> Self {
         match error {
-            LogError::Unavailable { .. } | LogError::Inconsistent { .. } => {
+            LogError::Unavailable { .. }
+            | LogError::Unreachable { .. }
+            | LogError::Inconsistent { .. } => {
                 ApiError::Unavailable(error.to_string())
             }
             LogError::InvalidRequest(message) => ApiError::bad_request(message),

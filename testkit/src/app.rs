@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use marauders_map::app::Application;
-use marauders_map::commands::WriteModel;
+use marauders_map::commands::{Faults, WriteModel};
 use marauders_map::config::{Config, ServeConfig};
 use marauders_map::domain::{Role, Severity};
 use marauders_map::events::Event;
@@ -70,6 +70,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The write side's in-memory fold, to compare with other readers.
     pub write_model: Arc<WriteModel>,
+    /// The write path's fault hooks (e.g. lose the answer of an append that
+    /// landed).
+    pub faults: Arc<Faults>,
     log_location: LogLocation,
     iggy_startup_wait: Duration,
     log: OnceCell<EventLog>,
@@ -188,6 +191,7 @@ impl TestAppBuilder {
             .expect("the service builds");
         let address = format!("http://127.0.0.1:{}", application.port());
         let write_model = application.write_model();
+        let faults = application.faults();
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(application.run_until_stopped(shutdown.clone()));
         TestApp {
@@ -195,6 +199,7 @@ impl TestAppBuilder {
             database,
             client: reqwest::Client::new(),
             write_model,
+            faults,
             log_location: self.log,
             iggy_startup_wait: self.iggy_startup_wait,
             log: OnceCell::new(),
@@ -403,6 +408,39 @@ impl TestApp {
         body: Option<Value>,
     ) -> ApiResponse {
         self.call(method, path, Some(who.access_token()), body)
+            .await
+    }
+
+    /// Any method, as `who`, with an optional JSON body and an
+    /// `Idempotency-Key` header (the raw header value, so a test can send a
+    /// malformed one).
+    pub async fn request_with_key(
+        &self,
+        method: Method,
+        who: &(impl Bearer + ?Sized),
+        path: &str,
+        body: Option<Value>,
+        key: &str,
+    ) -> ApiResponse {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(who.access_token())
+            .header("Idempotency-Key", key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        self.send(request).await
+    }
+
+    /// `POST /api/incidents` with an `Idempotency-Key`.
+    pub async fn report_incident_with_key(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        report: impl Into<Value>,
+        key: &str,
+    ) -> ApiResponse {
+        self.request_with_key(Method::POST, who, "/api/incidents", Some(report.into()), key)
             .await
     }
 

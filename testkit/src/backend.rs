@@ -89,3 +89,34 @@ impl TestBackend {
         }
     }
 }
+
+/// Runs each named `async fn(&TestBackend)` of the calling module once per
+/// log backend: as `embedded_postgres::<name>` and as `iggy::<name>` (the
+/// latter `#[ignore]`d with the standard reason unless a server exists).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($test:ident),+ $(,)?) => {
+        /// The embedded log in PostgreSQL.
+        mod embedded_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let backend = $crate::TestBackend::postgres().await;
+                    super::$test(&backend).await;
+                }
+            )+
+        }
+
+        /// A real Apache Iggy server.
+        mod iggy {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs an Iggy server: put iggy-server on PATH or set IGGY_URL (scripts/test does this when it can)"]
+                async fn $test() {
+                    let backend = $crate::TestBackend::iggy().await;
+                    super::$test(&backend).await;
+                }
+            )+
+        }
+    };
+}

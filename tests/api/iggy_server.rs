@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use marauders_map::log::iggy::IggyConfig;
-use marauders_map::log::{EventLog, LogConfig, LogError, LogMessage, LogRecord, Topic};
+use marauders_map::log::{EventLog, LogConfig, LogMessage, LogRecord, Topic};
 use marauders_testkit::{
     IGGY_IGNORE_REASON, IGGY_PROCESS_IGNORE_REASON, IggyServer, TestBackend, eventually, free_port,
 };
@@ -76,17 +76,18 @@ async fn iggy_process_a_dead_server_fails_appends_and_reads_fast() {
         .await
         .unwrap_err();
 
-    assert!(matches!(error, LogError::Unavailable { .. }), "{error}");
+    assert!(error.is_unavailable(), "{error}");
     // A bound on "does not hang", far above the 3s request timeout.
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "took {:?}",
         started.elapsed()
     );
-    assert!(matches!(
-        log.read(Topic::IncidentEvents, 0, 10).await,
-        Err(LogError::Unavailable { .. })
-    ));
+    assert!(
+        log.read(Topic::IncidentEvents, 0, 10)
+            .await
+            .is_err_and(|error| error.is_unavailable())
+    );
     log.shutdown().await;
 }
 
@@ -164,11 +165,11 @@ async fn an_unreachable_iggy_is_reported_unavailable_not_hung() {
         .unwrap_err();
 
     assert!(
-        matches!(not_ready, LogError::Unavailable { .. }),
+        not_ready.is_unavailable(),
         "{not_ready}"
     );
     assert!(
-        matches!(not_appended, LogError::Unavailable { .. }),
+        not_appended.is_unavailable(),
         "{not_appended}"
     );
     assert!(started.elapsed() < Duration::from_secs(5));

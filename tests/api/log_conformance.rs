@@ -422,34 +422,8 @@ async fn a_batch_may_hold_the_same_message_twice(backend: &TestBackend) {
     log.shutdown().await;
 }
 
-macro_rules! conformance_suite {
-    ($($test:ident),+ $(,)?) => {
-        /// The embedded log in PostgreSQL.
-        mod embedded_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let backend = super::TestBackend::postgres().await;
-                    super::$test(&backend).await;
-                }
-            )+
-        }
 
-        /// A real Apache Iggy server.
-        mod iggy {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                #[ignore = "needs an Iggy server: put iggy-server on PATH or set IGGY_URL (scripts/test does this when it can)"]
-                async fn $test() {
-                    let backend = super::TestBackend::iggy().await;
-                    super::$test(&backend).await;
-                }
-            )+
-        }
-    };
-}
-
-conformance_suite!(
+marauders_testkit::on_both_backends!(
     appends_and_reads_back_in_order,
     reads_from_any_offset,
     reading_past_the_end_returns_nothing,

@@ -616,7 +616,7 @@ impl IggyLog {
         if self.inner.ready.load(Ordering::Acquire) {
             Ok(())
         } else {
-            Err(unavailable(format!(
+            Err(unreachable(format!(
                 "still connecting to Iggy at {}",
                 self.redacted_url()
             )))
@@ -633,7 +633,11 @@ impl IggyLog {
         request: impl AsyncFnOnce(&IggyClient) -> Result<T, IggyError>,
     ) -> Result<T, LogError> {
         let timeout = self.inner.config.request_timeout;
-        let client = connection.client(timeout).await?;
+        // No client, no request sent: that failure is definite.
+        let client = connection.client(timeout).await.map_err(|error| match error {
+            LogError::Unavailable { backend, reason } => LogError::Unreachable { backend, reason },
+            other => other,
+        })?;
         match tokio::time::timeout(timeout, request(&client)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) if is_connection_error(&error) => {
@@ -751,6 +755,13 @@ fn is_connection_error(error: &IggyError) -> bool {
 
 fn unavailable(reason: String) -> LogError {
     LogError::Unavailable {
+        backend: BACKEND,
+        reason,
+    }
+}
+
+fn unreachable(reason: String) -> LogError {
+    LogError::Unreachable {
         backend: BACKEND,
         reason,
     }

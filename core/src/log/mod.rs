@@ -187,6 +187,14 @@ pub enum LogError {
         backend: &'static str,
         reason: String,
     },
+    /// The request never reached the backend: no connection could be made
+    /// (or the log is not ready yet), so for an append, certainly nothing
+    /// was appended. (The API answers 503.)
+    #[error("the event log ({backend}) cannot be reached: {reason}")]
+    Unreachable {
+        backend: &'static str,
+        reason: String,
+    },
     /// The log contradicts itself: it reports an end it cannot be read up
     /// to (a server that lost acknowledged messages, or a topic that was
     /// truncated). Retrying will not help; an operator must look.
@@ -204,6 +212,18 @@ pub enum LogError {
         backend: &'static str,
         reason: String,
     },
+}
+
+impl LogError {
+    /// Whether the backend could not be reached or did not answer (either
+    /// way, a 503 for the caller): [`LogError::Unavailable`] or
+    /// [`LogError::Unreachable`].
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            LogError::Unavailable { .. } | LogError::Unreachable { .. }
+        )
+    }
 }
 
 /// Which backend to open, and how.

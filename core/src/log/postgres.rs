@@ -293,11 +293,12 @@ fn unavailable(error: sqlx::Error) -> LogError {
 /// failure of the request.
 fn classify(error: sqlx::Error) -> LogError {
     match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => unavailable(error),
+        // No connection was had: the statement never reached the server.
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => LogError::Unreachable {
+            backend: BACKEND,
+            reason: error.to_string(),
+        },
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => unavailable(error),
         other => LogError::Failed {
             backend: BACKEND,
             reason: other.to_string(),
