@@ -241,9 +241,7 @@ impl From<LogError> for ApiError {
         match error {
             LogError::Unavailable { .. }
             | LogError::Unreachable { .. }
-            | LogError::Inconsistent { .. } => {
-                ApiError::Unavailable(error.to_string())
-            }
+            | LogError::Inconsistent { .. } => ApiError::Unavailable(error.to_string()),
             LogError::InvalidRequest(message) => ApiError::bad_request(message),
             LogError::Failed { .. } => ApiError::Internal(anyhow::Error::new(error)),
         }

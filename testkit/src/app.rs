@@ -120,6 +120,16 @@ impl TestAppBuilder {
         self
     }
 
+    /// Iggy at `url` as the log, on the given stream (one a test set up, or
+    /// where `log migrate` copied a log).
+    pub fn iggy_stream(mut self, url: &str, stream: &str) -> Self {
+        self.log = LogLocation::Iggy {
+            url: url.to_owned(),
+            stream: stream.to_owned(),
+        };
+        self
+    }
+
     /// On the log of `backend`, which the test may already have written
     /// to: the embedded log in its database, or its Iggy stream (with a
     /// fresh database).
@@ -282,6 +292,14 @@ impl TestApp {
         }
     }
 
+    /// The Iggy stream this app's log is on (`None` on the embedded log).
+    pub fn iggy_stream(&self) -> Option<&str> {
+        match &self.log_location {
+            LogLocation::Iggy { stream, .. } => Some(stream),
+            LogLocation::Embedded => None,
+        }
+    }
+
     // ---- the log ------------------------------------------------------------
 
     /// The app's log, opened by the test as another process would (once;
@@ -440,8 +458,14 @@ impl TestApp {
         report: impl Into<Value>,
         key: &str,
     ) -> ApiResponse {
-        self.request_with_key(Method::POST, who, "/api/incidents", Some(report.into()), key)
-            .await
+        self.request_with_key(
+            Method::POST,
+            who,
+            "/api/incidents",
+            Some(report.into()),
+            key,
+        )
+        .await
     }
 
     // ---- accounts -----------------------------------------------------------

@@ -164,14 +164,8 @@ async fn an_unreachable_iggy_is_reported_unavailable_not_hung() {
         .await
         .unwrap_err();
 
-    assert!(
-        not_ready.is_unavailable(),
-        "{not_ready}"
-    );
-    assert!(
-        not_appended.is_unavailable(),
-        "{not_appended}"
-    );
+    assert!(not_ready.is_unavailable(), "{not_ready}");
+    assert!(not_appended.is_unavailable(), "{not_appended}");
     assert!(started.elapsed() < Duration::from_secs(5));
     log.shutdown().await;
 }

@@ -422,7 +422,6 @@ async fn a_batch_may_hold_the_same_message_twice(backend: &TestBackend) {
     log.shutdown().await;
 }
 
-
 marauders_testkit::on_both_backends!(
     appends_and_reads_back_in_order,
     reads_from_any_offset,

@@ -10,11 +10,13 @@
 
 mod fixture_log;
 mod http_edge;
+mod idempotency;
 mod identity;
 mod iggy_server;
 mod incidents;
 mod log_conformance;
 mod log_consumer;
+mod log_identity;
 mod notifications;
 mod openapi;
 mod presence;

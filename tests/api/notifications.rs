@@ -236,10 +236,12 @@ async fn replaying_the_log_from_offset_0_notifies_nobody_twice() {
     project_notifications(&backend).await;
 
     // Replaying from offset 0 (a rebuild) recreates the same notification ids.
-    sqlx::raw_sql("DELETE FROM notification_incidents; UPDATE projector_offsets SET next_offset = 0")
-        .execute(&database.pool)
-        .await
-        .unwrap();
+    sqlx::raw_sql(
+        "DELETE FROM notification_incidents; UPDATE projector_offsets SET next_offset = 0",
+    )
+    .execute(&database.pool)
+    .await
+    .unwrap();
     project_notifications(&backend).await;
 
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM notifications")

@@ -634,10 +634,15 @@ impl IggyLog {
     ) -> Result<T, LogError> {
         let timeout = self.inner.config.request_timeout;
         // No client, no request sent: that failure is definite.
-        let client = connection.client(timeout).await.map_err(|error| match error {
-            LogError::Unavailable { backend, reason } => LogError::Unreachable { backend, reason },
-            other => other,
-        })?;
+        let client = connection
+            .client(timeout)
+            .await
+            .map_err(|error| match error {
+                LogError::Unavailable { backend, reason } => {
+                    LogError::Unreachable { backend, reason }
+                }
+                other => other,
+            })?;
         match tokio::time::timeout(timeout, request(&client)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) if is_connection_error(&error) => {
