@@ -133,7 +133,11 @@ async fn commands_document_their_idempotency_key_and_what_a_retry_meets() {
         .into_iter()
         .filter(|(_, _, operation)| operation["tags"].to_string().contains("incident commands"))
         .collect();
-    assert_eq!(commands.len(), 6, "create, update, severity, resolve, delete, comment");
+    assert_eq!(
+        commands.len(),
+        6,
+        "create, update, severity, resolve, delete, comment"
+    );
     for (method, path, operation) in commands {
         let key = operation["parameters"]
             .as_array()
@@ -142,7 +146,10 @@ async fn commands_document_their_idempotency_key_and_what_a_retry_meets() {
             .find(|parameter| parameter["name"] == "Idempotency-Key")
             .unwrap_or_else(|| panic!("{method} {path} must document Idempotency-Key"));
         assert_eq!(key["in"], "header", "{method} {path}");
-        assert_eq!(key["required"], false, "{method} {path}: the key is optional");
+        assert_eq!(
+            key["required"], false,
+            "{method} {path}: the key is optional"
+        );
         assert_eq!(key["schema"]["maxLength"], 255, "{method} {path}");
         let responses = &operation["responses"];
         for status in ["400", "409", "422", "503"] {
@@ -152,15 +159,22 @@ async fn commands_document_their_idempotency_key_and_what_a_retry_meets() {
             );
         }
         assert_eq!(
-            responses["503"]["headers"]["Retry-After"]["schema"]["type"],
-            "integer",
+            responses["503"]["headers"]["Retry-After"]["schema"]["type"], "integer",
             "{method} {path} must document Retry-After on its 503"
         );
     }
     let codes = &document["components"]["schemas"]["ErrorCode"]["enum"];
-    for code in ["idempotency_key_in_flight", "idempotency_key_reused", "outcome_unknown"] {
+    for code in [
+        "idempotency_key_in_flight",
+        "idempotency_key_reused",
+        "outcome_unknown",
+    ] {
         assert!(
-            codes.as_array().unwrap().iter().any(|listed| listed == code),
+            codes
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|listed| listed == code),
             "the error-code enum lists {code}: {codes}"
         );
     }
