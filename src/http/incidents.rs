@@ -450,6 +450,7 @@ async fn change_severity(
     params(("id" = Uuid, Path, description = "The incident's id"), IdempotencyKeyParam),
     responses(
         (status = 204, description = "Deleted", headers(("Event-Offset" = u64, description = "Offset of the event on incident-events (a query's `minOffset`); absent when nothing changed"))),
+        (status = 400, description = "A malformed Idempotency-Key header (empty, longer than 255 characters, or not visible ASCII)", body = ErrorResponse),
         (status = 401, description = "No valid access token", body = ErrorResponse),
         (status = 403, description = "The caller's role or relation to the incident does not allow this", body = ErrorResponse),
         (status = 404, description = "No such incident (unknown, deleted or not a UUID)", body = ErrorResponse),
