@@ -87,9 +87,16 @@ impl Application {
                 "the web page is not built (run `npm ci && npm run build` in web/); `/` explains this"
             );
         }
-        let jwt = Arc::new(JwtKeys::from_secret(&secret));
-        let realtime =
-            realtime::gateway(log.clone(), pool.clone(), jwt.clone(), write_model.clone());
+        let jwt = Arc::new(
+            JwtKeys::from_secret(&secret).with_access_token_lifetime(serve.access_token_lifetime()),
+        );
+        let realtime = realtime::gateway(
+            log.clone(),
+            pool.clone(),
+            jwt.clone(),
+            write_model.clone(),
+            serve.session_check_interval(),
+        );
         let address = SocketAddr::new(serve.host, serve.port);
         let listener = TcpListener::bind(address)
             .await

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::identity::tokens::ACCESS_TOKEN_TTL;
 use crate::log::LogConfig;
 use crate::log::iggy::IggyConfig;
+use crate::realtime::expiry::SESSION_CHECK_INTERVAL;
 
 /// Settings shared by every subcommand.
 #[derive(Debug, Clone, Args)]
@@ -80,11 +82,43 @@ pub struct ServeConfig {
     /// Relative paths are taken from the working directory.
     #[arg(long, global = true, env = "WEB_DIR", default_value = "web/dist")]
     pub web_dir: PathBuf,
+
+    /// How long an access token is valid, in seconds. A Socket.IO
+    /// connection is closed when its token expires (the page refreshes and
+    /// reconnects); short lifetimes are for tests.
+    #[arg(
+        long,
+        global = true,
+        env = "ACCESS_TOKEN_LIFETIME_SECS",
+        default_value_t = ACCESS_TOKEN_TTL.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub access_token_lifetime_secs: u64,
+
+    /// How often, in milliseconds, the gateway checks its connections'
+    /// tokens and sessions: an expired token or an ended session (logout,
+    /// a revoked refresh token) closes a connection within about this long.
+    #[arg(
+        long,
+        global = true,
+        env = "SESSION_CHECK_INTERVAL_MS",
+        default_value_t = SESSION_CHECK_INTERVAL.as_millis() as u64,
+        value_parser = clap::value_parser!(u64).range(10..)
+    )]
+    pub session_check_interval_ms: u64,
 }
 
 impl ServeConfig {
     pub fn iggy_startup_wait(&self) -> Duration {
         Duration::from_secs(self.iggy_startup_wait_secs)
+    }
+
+    pub fn access_token_lifetime(&self) -> Duration {
+        Duration::from_secs(self.access_token_lifetime_secs)
+    }
+
+    pub fn session_check_interval(&self) -> Duration {
+        Duration::from_millis(self.session_check_interval_ms)
     }
 }
 

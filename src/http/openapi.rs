@@ -85,7 +85,7 @@ impl Modify for BearerSecurity {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
                     .description(Some(
-                        "An access token from register, login or refresh (15 minutes).",
+                        "An access token from register, login or refresh (valid 15 minutes unless ACCESS_TOKEN_LIFETIME_SECS says otherwise).",
                     ))
                     .build(),
             ),

@@ -1,6 +1,9 @@
 //! `GET /api/events/replay?topic=&fromOffset=&limit=`: read the log from an
 //! offset — how a client that was away catches up (the seed's
 //! US-STREAM-003). Served straight from the log, not from a projection.
+//!
+//! Who may replay which topic is decided here and nowhere else:
+//! [`role_needed_to_replay`].
 
 use axum::Json;
 use axum::extract::State;
@@ -26,13 +29,33 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(replay))
 }
 
+/// The least role that may replay `topic`:
+///
+/// - `incident-events`: everyone (STUDENT). It is what the board shows.
+/// - `presence-events`: PREFECT and PROFESSOR. It is every user's
+///   connection history — when each was online, which incidents each had
+///   open. Students see who is online *now* through `presence:online`.
+/// - `auth-events`: PROFESSOR. The audit log: emails, client addresses,
+///   logins and role changes.
+///
+/// A role below it gets 403. docs/realtime.md, the README and the OpenAPI
+/// document say the same.
+pub fn role_needed_to_replay(topic: Topic) -> Role {
+    match topic {
+        Topic::IncidentEvents => Role::Student,
+        Topic::PresenceEvents => Role::Prefect,
+        Topic::AuthEvents => Role::Professor,
+    }
+}
+
 /// Raw strings, parsed below so each bad value gets its own message;
 /// `value_type` tells the document what a valid value is.
 #[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 struct ReplayQuery {
-    /// Default `incident-events`; `auth-events` for PROFESSORs only.
+    /// Default `incident-events` (anyone); `presence-events` needs PREFECT
+    /// or PROFESSOR, `auth-events` PROFESSOR.
     #[param(value_type = Option<Topic>)]
     topic: Option<String>,
     /// The first offset to read (default 0).
@@ -66,6 +89,8 @@ struct ReplayedEvent {
 
 /// Reads a topic of the log from an offset: how a client that was away
 /// catches up. Served from the log itself, not from a projection.
+/// `incident-events` is open to everyone, `presence-events` to PREFECTs
+/// and PROFESSORs, `auth-events` to PROFESSORs.
 #[utoipa::path(
     get,
     path = "/api/events/replay",
@@ -76,7 +101,7 @@ struct ReplayedEvent {
         (status = 200, description = "A page of events and where to continue", body = ReplayPage),
         (status = 400, description = "Invalid query values, each named in `fields`", body = ErrorResponse),
         (status = 401, description = "No valid access token", body = ErrorResponse),
-        (status = 403, description = "auth-events needs the PROFESSOR role", body = ErrorResponse),
+        (status = 403, description = "The caller's role may not replay this topic: presence-events needs PREFECT or PROFESSOR, auth-events PROFESSOR", body = ErrorResponse),
         (status = 503, description = "The log is unavailable", body = ErrorResponse),
     ),
 )]
@@ -121,8 +146,11 @@ async fn replay(
     if !fields.is_empty() {
         return Err(ApiError::invalid_fields(fields));
     }
-    if topic == Topic::AuthEvents {
-        user.require_role(Role::Professor)?;
+    let needed = role_needed_to_replay(topic);
+    if user.role < needed {
+        return Err(ApiError::Forbidden(format!(
+            "replaying {topic} needs the {needed} role or above"
+        )));
     }
     let limit = limit.min(u64::from(MAX_REPLAY_LIMIT)) as u32;
     let records = state.log.read(topic, from_offset, limit).await?;

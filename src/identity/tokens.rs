@@ -1,9 +1,12 @@
 //! Tokens: a short-lived JWT to call the API, a long-lived opaque refresh
 //! token to get a new one.
 //!
-//! Access tokens (HS256, 15 minutes) are checked by signature and expiry
-//! only — no database read per request — so a logout or a role change
-//! reaches an access token when it expires. Refresh tokens are 256 random
+//! Access tokens (HS256, 15 minutes unless `ACCESS_TOKEN_LIFETIME_SECS`
+//! says otherwise) are checked by signature and expiry only — no database
+//! read per request — so a logout or a role change reaches an access token
+//! when it expires. (Socket.IO connections are the exception: the gateway
+//! closes them when their token expires or their session ends,
+//! `src/realtime/expiry.rs`.) Refresh tokens are 256 random
 //! bits; the database keeps only their SHA-256, and each is good for one
 //! exchange (rotation).
 
@@ -21,6 +24,7 @@ use uuid::Uuid;
 
 use crate::domain::Role;
 
+/// The product default lifetime of an access token.
 pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 pub const SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// The shortest JWT secret accepted from `JWT_SECRET`.
@@ -51,6 +55,8 @@ pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// How long the access tokens it issues are valid.
+    access_token_lifetime: Duration,
 }
 
 impl JwtKeys {
@@ -62,7 +68,15 @@ impl JwtKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            access_token_lifetime: ACCESS_TOKEN_TTL,
         }
+    }
+
+    /// Issues access tokens valid for `lifetime` instead of
+    /// [`ACCESS_TOKEN_TTL`] (tests and the end-to-end tests use seconds).
+    pub fn with_access_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.access_token_lifetime = lifetime;
+        self
     }
 
     pub fn issue_access_token(&self, user_id: Uuid, role: Role, session_id: Uuid) -> String {
@@ -72,7 +86,7 @@ impl JwtKeys {
             role,
             sid: session_id,
             iat: now,
-            exp: now + ACCESS_TOKEN_TTL.as_secs() as i64,
+            exp: now + self.access_token_lifetime.as_secs() as i64,
         })
     }
 
@@ -194,6 +208,29 @@ mod tests {
             keys.verify_access_token("not.a.jwt"),
             Err(TokenError::Invalid)
         );
+    }
+
+    #[test]
+    fn a_token_lives_as_long_as_configured() {
+        let keys = JwtKeys::from_secret(&[7; 32]);
+        let claims = keys
+            .verify_access_token(&keys.issue_access_token(
+                Uuid::now_v7(),
+                Role::Student,
+                Uuid::now_v7(),
+            ))
+            .unwrap();
+        assert_eq!(claims.exp - claims.iat, 15 * 60);
+
+        let keys = keys.with_access_token_lifetime(Duration::from_secs(3));
+        let claims = keys
+            .verify_access_token(&keys.issue_access_token(
+                Uuid::now_v7(),
+                Role::Student,
+                Uuid::now_v7(),
+            ))
+            .unwrap();
+        assert_eq!(claims.exp - claims.iat, 3);
     }
 
     #[test]

@@ -420,13 +420,19 @@ async fn deliver_replayed(socket: &SocketRef, name: &str, payload: &RawValue) {
 /// rather than silently skipped, so its client reconnects with its
 /// `lastOffset` and gets the event then.
 fn handle_send_error(socket: &SocketRef, error: SendError) {
+    // Logged by connection id: the socket id is the engine.io session id, a
+    // credential that has no place in logs either.
+    let connection = socket
+        .extensions
+        .get::<Arc<Session>>()
+        .map(|session| session.connection_id);
     match error {
         SendError::Socket(SocketError::InternalChannelFull) => {
-            tracing::warn!(sid = %socket.id, "dropping a connection that cannot keep up");
+            tracing::warn!(?connection, "dropping a connection that cannot keep up");
             let _ = socket.clone().disconnect();
         }
         // Gone already: it replays what it missed when it comes back.
         SendError::Socket(SocketError::Closed) => {}
-        error => tracing::warn!(sid = %socket.id, %error, "could not send an event"),
+        error => tracing::warn!(?connection, %error, "could not send an event"),
     }
 }

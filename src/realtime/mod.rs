@@ -11,13 +11,16 @@
 //! - [`typing`]: typing indicators, ephemeral and local to this instance.
 //! - [`notifications`]: new rows of the notifications projection, pushed to
 //!   their owner's connections.
-//! - [`session`]: one connection's user and rooms.
+//! - [`session`]: one connection's user, token and rooms.
+//! - [`expiry`]: closes a connection when its access token expires or its
+//!   login session ends, saying why (`connection:closing`).
 //! - [`wire`]: the contract as types (docs/realtime.md describes it).
 //!
 //! Several instances need no adapter between them: each reads the log and
 //! serves its own connections.
 
 pub mod broadcaster;
+pub mod expiry;
 pub mod notifications;
 pub mod presence;
 pub mod session;
@@ -25,6 +28,7 @@ pub mod typing;
 pub mod wire;
 
 use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
 
 use socketioxide::extract::{AckSender, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
@@ -40,13 +44,18 @@ use crate::commands::WriteModel;
 use crate::events::{EventPayload, UserConnected, UserDisconnected, UserJoinedRoom, UserLeftRoom};
 use crate::identity::accounts::find_account;
 use crate::identity::tokens::{JwtKeys, TokenError};
+use crate::incident::Incident;
 use crate::log::EventLog;
 use broadcaster::{Broadcaster, ReplayOutcome};
+use expiry::SessionWatch;
 use notifications::NotificationPusher;
 use presence::{PresenceAppender, PresenceProjector, PresencePublisher};
 use session::{Client, Session};
 use typing::TypingTracker;
-use wire::{Ack, HandshakeAuth, IncidentRef, MAX_HANDSHAKE_ROOMS, PresenceOnline, incident_room};
+use wire::{
+    Ack, CloseReason, ConnectionClosing, HandshakeAuth, IncidentRef, MAX_HANDSHAKE_ROOMS,
+    PresenceOnline, incident_room,
+};
 
 /// Packets buffered per connection before it counts as too slow (a live
 /// event to a full buffer drops the connection; it then reconnects and
@@ -54,7 +63,12 @@ use wire::{Ack, HandshakeAuth, IncidentRef, MAX_HANDSHAKE_ROOMS, PresenceOnline,
 const SEND_BUFFER: usize = 4096;
 
 /// How long shutdown waits for the connections to close.
-const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a join or a handshake waits for the write model to catch up
+/// with the log (to find an incident just created through another
+/// instance) before answering that the log is unavailable.
+const CATCH_UP_DEADLINE: Duration = Duration::from_secs(2);
 
 /// What the socket handlers share.
 pub struct Gateway {
@@ -71,6 +85,8 @@ pub struct Gateway {
 /// The gateway's background workers, started by [`Workers::spawn`].
 pub struct Workers {
     gateway: Arc<Gateway>,
+    /// How often [`SessionWatch`] checks tokens and sessions.
+    session_check_interval: Duration,
     presence_projector: PresenceProjector,
     presence_appender: PresenceAppender,
     presence_drain: CancellationToken,
@@ -83,6 +99,7 @@ pub fn gateway(
     pool: PgPool,
     jwt: Arc<JwtKeys>,
     write_model: Arc<WriteModel>,
+    session_check_interval: Duration,
 ) -> (SocketIoLayer, Workers) {
     let (layer, io) = SocketIo::builder()
         .max_buffer_size(SEND_BUFFER)
@@ -115,6 +132,7 @@ pub fn gateway(
         layer,
         Workers {
             gateway,
+            session_check_interval,
             presence_projector,
             presence_appender,
             presence_drain,
@@ -130,6 +148,7 @@ impl Workers {
     pub fn spawn(self, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
         let Workers {
             gateway,
+            session_check_interval,
             presence_projector,
             presence_appender,
             presence_drain,
@@ -137,6 +156,7 @@ impl Workers {
         } = self;
         let typing = gateway.typing.clone();
         let broadcaster = gateway.broadcaster.clone();
+        let session_watch = SessionWatch::new(gateway.clone(), session_check_interval);
         let closer = {
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
@@ -146,7 +166,8 @@ impl Workers {
                 // before the process ends.
                 for socket in gateway.io.sockets() {
                     if let Some(session) = socket.extensions.get::<Arc<Session>>() {
-                        log_disconnect(&gateway, &socket, &session, "server shutting down");
+                        tell_why(&socket, CloseReason::ShuttingDown);
+                        log_disconnect(&gateway, &session, "server shutting down");
                     }
                 }
                 // A transport that never finishes closing must not hold the
@@ -165,6 +186,7 @@ impl Workers {
             tokio::spawn(presence_projector.run(shutdown.clone())),
             tokio::spawn(presence_appender.run()),
             tokio::spawn(pusher.run(shutdown.clone())),
+            tokio::spawn(session_watch.run(shutdown.clone())),
             tokio::spawn({
                 let shutdown = shutdown.clone();
                 async move { typing.run_sweeper(shutdown).await }
@@ -187,6 +209,10 @@ enum Refused {
     Token(TokenError),
     #[error("the account no longer exists")]
     UnknownAccount,
+    #[error("{}", .0.message())]
+    SessionEnded(CloseReason),
+    #[error("the service cannot read the log right now; retry")]
+    LogUnavailable,
     #[error("the service is shutting down")]
     ShuttingDown,
     #[error("the service cannot check accounts right now; retry")]
@@ -208,6 +234,20 @@ async fn authenticate(
         .jwt
         .verify_access_token(&auth.token)
         .map_err(Refused::Token)?;
+    // Without the verifier's leeway: a connection accepted now would be
+    // closed as expired at once by the session watch.
+    if claims.exp <= chrono::Utc::now().timestamp() {
+        return Err(Refused::Token(TokenError::Expired));
+    }
+    let ended = expiry::ended_sessions(&gateway.pool, &[claims.sid])
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, "could not check a session for a handshake");
+            Refused::Unavailable
+        })?;
+    if let Some(reason) = ended.get(&claims.sid) {
+        return Err(Refused::SessionEnded(*reason));
+    }
     let account = find_account(&gateway.pool, claims.sub)
         .await
         .map_err(|error| match error {
@@ -220,21 +260,79 @@ async fn authenticate(
     // Rooms of incidents that never existed would only put noise in the
     // presence log; deleted ones stay, so their events up to the deletion
     // are replayed.
-    let mut rooms = Vec::with_capacity(auth.rooms.len());
-    for incident in auth.rooms {
-        if gateway.write_model.incident(incident).await.is_some() {
-            rooms.push(incident);
-        }
-    }
+    let rooms = gateway
+        .known_incidents(auth.rooms)
+        .await
+        .map_err(|LogUnreadable| Refused::LogUnavailable)?;
     let user = Client {
         user_id: account.id,
         role: claims.role,
         display_name: account.display_name,
     };
-    socket
-        .extensions
-        .insert(Arc::new(Session::new(user, auth.last_offset, &rooms)));
+    socket.extensions.insert(Arc::new(Session::new(
+        user,
+        &claims,
+        auth.last_offset,
+        &rooms,
+    )));
     Ok(())
+}
+
+/// The log could not be read in time to catch up.
+#[derive(Debug, Clone, Copy)]
+struct LogUnreadable;
+
+impl Gateway {
+    /// Folds the write model up to the log's end, within
+    /// [`CATCH_UP_DEADLINE`]. The model follows the log by itself, but an
+    /// incident created through another instance a moment ago may not have
+    /// reached it yet.
+    async fn catch_up_with_log(&self) -> Result<(), LogUnreadable> {
+        match tokio::time::timeout(CATCH_UP_DEADLINE, self.write_model.sync()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "the gateway could not catch up with the log");
+                Err(LogUnreadable)
+            }
+            Err(_) => {
+                tracing::warn!(deadline = ?CATCH_UP_DEADLINE, "the gateway did not catch up with the log in time");
+                Err(LogUnreadable)
+            }
+        }
+    }
+
+    /// The incident as the write model knows it, catching up with the log
+    /// first when it does not know it yet.
+    async fn incident_caught_up(&self, id: Uuid) -> Result<Option<Incident>, LogUnreadable> {
+        if let Some(incident) = self.write_model.incident(id).await {
+            return Ok(Some(incident));
+        }
+        self.catch_up_with_log().await?;
+        Ok(self.write_model.incident(id).await)
+    }
+
+    /// Those of `ids` that are incidents (deleted ones included), catching
+    /// up with the log once if any of them is unknown here.
+    async fn known_incidents(&self, ids: Vec<Uuid>) -> Result<Vec<Uuid>, LogUnreadable> {
+        let mut known = Vec::with_capacity(ids.len());
+        let mut unknown = Vec::new();
+        for id in ids {
+            if self.write_model.incident(id).await.is_some() {
+                known.push(id);
+            } else {
+                unknown.push(id);
+            }
+        }
+        if !unknown.is_empty() {
+            self.catch_up_with_log().await?;
+            for id in unknown {
+                if self.write_model.incident(id).await.is_some() {
+                    known.push(id);
+                }
+            }
+        }
+        Ok(known)
+    }
 }
 
 async fn on_connect(gateway: Weak<Gateway>, socket: SocketRef) {
@@ -248,7 +346,7 @@ async fn on_connect(gateway: Weak<Gateway>, socket: SocketRef) {
     gateway.presence.publish(
         EventPayload::UserConnected(UserConnected {
             user_id,
-            socket_id: socket.id.to_string(),
+            connection_id: session.connection_id,
             role: session.user.role,
         }),
         user_id,
@@ -262,15 +360,15 @@ async fn on_connect(gateway: Weak<Gateway>, socket: SocketRef) {
         .await
     {
         Ok(ReplayOutcome::Complete(done)) => {
-            tracing::debug!(sid = %socket.id, count = done.count, "connection replayed and live")
+            tracing::debug!(connection = %session.connection_id, count = done.count, "connection replayed and live")
         }
         Ok(ReplayOutcome::Incomplete(why)) => {
-            tracing::info!(sid = %socket.id, reason = %why.reason, "replay incomplete; client refetches")
+            tracing::info!(connection = %session.connection_id, reason = %why.reason, "replay incomplete; client refetches")
         }
         Err(error) => {
             // The client reconnects with the same lastOffset and tries again.
-            tracing::warn!(sid = %socket.id, %error, "could not replay to a connection; closing it");
-            let _ = socket.disconnect();
+            tracing::warn!(connection = %session.connection_id, %error, "could not replay to a connection; closing it");
+            close_connection(&gateway, &socket, &session, CloseReason::ReplayFailed);
             return;
         }
     }
@@ -314,7 +412,7 @@ fn register_handlers(gateway: &Arc<Gateway>, socket: &SocketRef, session: &Arc<S
             let Some(gateway) = weak.upgrade() else {
                 return;
             };
-            log_disconnect(&gateway, &socket, &session, &reason.to_string());
+            log_disconnect(&gateway, &session, &reason.to_string());
             gateway.typing.stop_all(&socket, None).await;
         },
     );
@@ -338,13 +436,15 @@ async fn handle(
     let user_id = session.user.user_id;
     match action {
         Action::Join => {
-            let exists = gateway
-                .write_model
-                .incident(incident)
-                .await
-                .is_some_and(|found| !found.deleted);
-            if !exists {
-                return Ack::error("not_found", "no such incident");
+            match gateway.incident_caught_up(incident).await {
+                Ok(Some(found)) if !found.deleted => {}
+                Ok(_) => return Ack::error("not_found", "no such incident"),
+                Err(LogUnreadable) => {
+                    return Ack::error(
+                        "unavailable",
+                        "the service cannot read the log right now to find this incident; retry",
+                    );
+                }
             }
             match session.join(socket, incident) {
                 Ok(true) => publish_room_change(gateway, user_id, incident, true),
@@ -378,17 +478,41 @@ async fn handle(
 }
 
 /// Appends the connection's `user.disconnected`, once.
-fn log_disconnect(gateway: &Gateway, socket: &SocketRef, session: &Session, reason: &str) {
+fn log_disconnect(gateway: &Gateway, session: &Session, reason: &str) {
     if session.mark_disconnected() {
         let user_id = session.user.user_id;
         gateway.presence.publish(
             EventPayload::UserDisconnected(UserDisconnected {
                 user_id,
-                socket_id: socket.id.to_string(),
+                connection_id: session.connection_id,
                 reason: reason.to_owned(),
             }),
             user_id,
         );
+    }
+}
+
+/// Closes a connection from the server's side: tells the client why, logs
+/// its disconnect with that reason, then disconnects it (the disconnect
+/// packet follows `connection:closing` on the same transport).
+fn close_connection(gateway: &Gateway, socket: &SocketRef, session: &Session, reason: CloseReason) {
+    if !socket.connected() {
+        return;
+    }
+    tracing::info!(connection = %session.connection_id, %reason, "closing a connection");
+    tell_why(socket, reason);
+    log_disconnect(gateway, session, reason.as_str());
+    let _ = socket.clone().disconnect();
+}
+
+/// Sends `connection:closing {reason, message}`.
+fn tell_why(socket: &SocketRef, reason: CloseReason) {
+    let closing = ConnectionClosing {
+        reason,
+        message: reason.message(),
+    };
+    if let Err(error) = socket.emit("connection:closing", &closing) {
+        tracing::debug!(%error, "a closing connection could not be told why");
     }
 }
 

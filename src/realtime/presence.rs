@@ -135,10 +135,11 @@ impl PresenceAppender {
     }
 }
 
-/// The fold of `presence-events`: which connections each user has open.
+/// The fold of `presence-events`: which connections (by `connectionId`)
+/// each user has open.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct OnlineUsers {
-    connections: BTreeMap<Uuid, (Role, BTreeSet<String>)>,
+    connections: BTreeMap<Uuid, (Role, BTreeSet<Uuid>)>,
 }
 
 impl OnlineUsers {
@@ -153,15 +154,15 @@ impl OnlineUsers {
                 let was_offline = entry.1.is_empty();
                 let role_changed = entry.0 != connected.role;
                 entry.0 = connected.role;
-                entry.1.insert(connected.socket_id.clone());
+                entry.1.insert(connected.connection_id);
                 was_offline || role_changed
             }
             EventPayload::UserDisconnected(disconnected) => {
-                let Some((_, sockets)) = self.connections.get_mut(&disconnected.user_id) else {
+                let Some((_, open)) = self.connections.get_mut(&disconnected.user_id) else {
                     return false;
                 };
-                sockets.remove(&disconnected.socket_id);
-                if sockets.is_empty() {
+                open.remove(&disconnected.connection_id);
+                if open.is_empty() {
                     self.connections.remove(&disconnected.user_id);
                     true
                 } else {
@@ -314,22 +315,27 @@ mod tests {
     use super::*;
     use crate::events::{UserConnected, UserDisconnected};
 
-    fn connected(user: Uuid, socket: &str) -> Event {
+    /// A connection id per tab name, as the gateway would draw at random.
+    fn tab(name: &str) -> Uuid {
+        Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes())
+    }
+
+    fn connected(user: Uuid, tab_name: &str) -> Event {
         Event::new(
             EventPayload::UserConnected(UserConnected {
                 user_id: user,
-                socket_id: socket.into(),
+                connection_id: tab(tab_name),
                 role: Role::Student,
             }),
             Some(user),
         )
     }
 
-    fn disconnected(user: Uuid, socket: &str) -> Event {
+    fn disconnected(user: Uuid, tab_name: &str) -> Event {
         Event::new(
             EventPayload::UserDisconnected(UserDisconnected {
                 user_id: user,
-                socket_id: socket.into(),
+                connection_id: tab(tab_name),
                 reason: "gone".into(),
             }),
             Some(user),

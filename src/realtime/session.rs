@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::wire::{Audience, OnlineUser, incident_room};
 use crate::domain::Role;
+use crate::identity::tokens::AccessClaims;
 
 /// The most incident rooms one connection may be in: a board shows at most
 /// this many incidents, and every room costs memory and a presence event.
@@ -40,6 +41,16 @@ impl Client {
 #[derive(Debug)]
 pub struct Session {
     pub user: Client,
+    /// This connection's name on the log (`connectionId` of its presence
+    /// events): random, and never the Socket.IO id, which is the engine.io
+    /// session id — a credential for the transport.
+    pub connection_id: Uuid,
+    /// The handshake token's login session (its `sid`): when that session
+    /// is logged out or revoked, this connection is closed.
+    pub login_session: Uuid,
+    /// When the handshake token expires (`exp`, seconds since the epoch):
+    /// the connection is closed then.
+    pub token_expires_at: i64,
     /// The `lastOffset` of the handshake.
     pub last_offset: Option<u64>,
     rooms: Mutex<Rooms>,
@@ -58,9 +69,17 @@ struct Rooms {
 }
 
 impl Session {
-    pub fn new(user: Client, last_offset: Option<u64>, rooms: &[Uuid]) -> Session {
+    pub fn new(
+        user: Client,
+        token: &AccessClaims,
+        last_offset: Option<u64>,
+        rooms: &[Uuid],
+    ) -> Session {
         Session {
             user,
+            connection_id: Uuid::new_v4(),
+            login_session: token.sid,
+            token_expires_at: token.exp,
             last_offset,
             rooms: Mutex::new(Rooms {
                 incidents: rooms.iter().copied().collect(),

@@ -183,6 +183,78 @@ pub struct ReplayIncomplete {
     pub reason: String,
 }
 
+/// `connection:closing {reason, message}`: sent just before the server
+/// closes a connection, since a Socket.IO disconnect carries no reason of
+/// its own.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionClosing {
+    pub reason: CloseReason,
+    pub message: &'static str,
+}
+
+/// Why the server closes a connection (docs/realtime.md, "Disconnect
+/// reasons"). A slow client is the one case without it: its send buffer is
+/// full, so nothing more reaches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The handshake's access token expired: refresh it and reconnect with
+    /// `lastOffset`.
+    TokenExpired,
+    /// The token's session was logged out: log in again.
+    LoggedOut,
+    /// The session was revoked (its refresh token was used twice): log in
+    /// again.
+    SessionRevoked,
+    /// The session itself ran out (30 days): log in again.
+    SessionExpired,
+    /// The log could not be read for the replay: reconnect with the same
+    /// `lastOffset`, after a pause.
+    ReplayFailed,
+    /// The instance is shutting down: reconnect (best effort: it may not
+    /// arrive before the transport closes).
+    ShuttingDown,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::TokenExpired => "token_expired",
+            CloseReason::LoggedOut => "logged_out",
+            CloseReason::SessionRevoked => "session_revoked",
+            CloseReason::SessionExpired => "session_expired",
+            CloseReason::ReplayFailed => "replay_failed",
+            CloseReason::ShuttingDown => "shutting_down",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            CloseReason::TokenExpired => {
+                "the access token has expired; refresh it and reconnect with your lastOffset"
+            }
+            CloseReason::LoggedOut => "the session was logged out",
+            CloseReason::SessionRevoked => "the session was revoked; log in again",
+            CloseReason::SessionExpired => "the session has expired; log in again",
+            CloseReason::ReplayFailed => {
+                "the log could not be read for the replay; reconnect with the same lastOffset"
+            }
+            CloseReason::ShuttingDown => "the service is shutting down; reconnect",
+        }
+    }
+}
+
+impl Serialize for CloseReason {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One user in `presence:online`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

@@ -75,6 +75,9 @@ pub struct TestApp {
     pub faults: Arc<Faults>,
     log_location: LogLocation,
     iggy_startup_wait: Duration,
+    /// The token and session settings, which a second instance shares.
+    access_token_lifetime: Duration,
+    session_check_interval: Duration,
     log: OnceCell<EventLog>,
     users_registered: AtomicUsize,
     shutdown: CancellationToken,
@@ -89,6 +92,8 @@ pub struct TestAppBuilder {
     iggy_startup_wait: Duration,
     without_projectors: bool,
     web_dir: PathBuf,
+    access_token_lifetime: Duration,
+    session_check_interval: Duration,
 }
 
 enum DatabaseChoice {
@@ -164,6 +169,20 @@ impl TestAppBuilder {
         self
     }
 
+    /// Access tokens valid this long (whole seconds, at least one; default
+    /// 15 minutes, as `serve`).
+    pub fn access_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.access_token_lifetime = lifetime;
+        self
+    }
+
+    /// How often the gateway checks its connections' tokens and sessions
+    /// (default 1 s, as `serve`).
+    pub fn session_check_interval(mut self, interval: Duration) -> Self {
+        self.session_check_interval = interval;
+        self
+    }
+
     /// Builds the real [`Application`] on port 0 and runs it in the
     /// background until [`TestApp::stop`].
     pub async fn spawn(self) -> TestApp {
@@ -187,6 +206,8 @@ impl TestAppBuilder {
             iggy_startup_wait_secs: self.iggy_startup_wait.as_secs(),
             without_projectors: self.without_projectors,
             web_dir: self.web_dir,
+            access_token_lifetime_secs: self.access_token_lifetime.as_secs().max(1),
+            session_check_interval_ms: self.session_check_interval.as_millis() as u64,
         };
         // The service gets a pool of its own, as in production: stopping it
         // closes that pool, not the test's.
@@ -212,6 +233,8 @@ impl TestAppBuilder {
             faults,
             log_location: self.log,
             iggy_startup_wait: self.iggy_startup_wait,
+            access_token_lifetime: self.access_token_lifetime,
+            session_check_interval: self.session_check_interval,
             log: OnceCell::new(),
             users_registered: AtomicUsize::new(0),
             shutdown,
@@ -255,13 +278,19 @@ impl TestApp {
             iggy_startup_wait: Duration::from_secs(10),
             without_projectors: false,
             web_dir: no_web_page_dir(),
+            access_token_lifetime: marauders_map::identity::tokens::ACCESS_TOKEN_TTL,
+            session_check_interval: marauders_map::realtime::expiry::SESSION_CHECK_INTERVAL,
         }
     }
 
-    /// Another instance of the service on the same database and log,
-    /// sharing nothing else with this one.
+    /// Another instance of the service on the same database and log (and
+    /// the same token and session settings), sharing nothing else with
+    /// this one.
     pub async fn second_instance(&self) -> TestApp {
-        let mut builder = TestApp::builder().iggy_startup_wait(self.iggy_startup_wait);
+        let mut builder = TestApp::builder()
+            .iggy_startup_wait(self.iggy_startup_wait)
+            .access_token_lifetime(self.access_token_lifetime)
+            .session_check_interval(self.session_check_interval);
         builder.database = DatabaseChoice::SameAs {
             name: self.database.name.clone(),
             url: self.database.url.clone(),

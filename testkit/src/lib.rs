@@ -24,6 +24,8 @@
 //!   the body when they fail.
 //! - [`requests`]: request bodies with valid defaults ([`ReportIncident`]).
 //! - [`socket`]: [`TestSocket`], the Socket.IO client.
+//! - [`polling`]: [`PollingSocket`], the protocol by hand over HTTP
+//!   long-polling, for tests that need the transport's ids.
 //! - [`events`]: events as today's code writes them, for writing the log
 //!   directly.
 //! - [`wait`]: [`eventually`], for conditions reached asynchronously.
@@ -37,6 +39,7 @@ pub mod bench;
 pub mod database;
 pub mod events;
 pub mod iggy;
+pub mod polling;
 pub mod requests;
 pub mod response;
 pub mod socket;
@@ -51,6 +54,7 @@ pub use database::TestDatabase;
 pub use iggy::{
     IGGY_IGNORE_REASON, IGGY_PROCESS_IGNORE_REASON, IggyServer, free_port, iggy_available,
 };
+pub use polling::PollingSocket;
 pub use requests::ReportIncident;
 pub use response::{ApiResponse, Bearer};
 pub use socket::{Refused, TestSocket, incident_events};

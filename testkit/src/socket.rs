@@ -14,6 +14,9 @@ use tokio::sync::{mpsc, oneshot};
 /// How long a test waits for an event it expects.
 pub const EXPECT_WITHIN: Duration = Duration::from_secs(5);
 
+/// The name under which [`TestSocket`] reports that the connection closed.
+pub const CLOSED: &str = "#close";
+
 pub struct TestSocket {
     client: Client,
     /// The event [`connect`] waited for, not yet read by the test.
@@ -32,6 +35,7 @@ pub struct Refused(pub String);
 pub async fn connect(address: &str, auth: Value) -> Result<TestSocket, Refused> {
     let (sender, mut received) = mpsc::unbounded_channel();
     let events = sender.clone();
+    let closes = sender.clone();
     let errors = sender;
     let client = ClientBuilder::new(address)
         .transport_type(TransportType::Websocket)
@@ -41,6 +45,15 @@ pub async fn connect(address: &str, auth: Value) -> Result<TestSocket, Refused> 
             let events = events.clone();
             async move {
                 let _ = events.send((String::from(event), first_value(payload)));
+            }
+            .boxed()
+        })
+        // The server closed the connection (namespace disconnect or
+        // transport gone): a pseudo-event, after everything it sent.
+        .on(Event::Close, move |_, _| {
+            let closes = closes.clone();
+            async move {
+                let _ = closes.send((CLOSED.to_owned(), Value::Null));
             }
             .boxed()
         })
@@ -133,6 +146,28 @@ impl TestSocket {
         }
     }
 
+    /// Waits up to `within` for the server to close the connection, and
+    /// returns the `connection:closing {reason, message}` it sent first.
+    ///
+    /// # Panics
+    ///
+    /// If the connection stays open, or closes without saying why.
+    pub async fn closed_by_server(&mut self, within: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut closing = None;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_within(left).await {
+                Some((name, payload)) if name == "connection:closing" => closing = Some(payload),
+                Some((name, _)) if name == CLOSED => {
+                    return closing.expect("connection:closing before the connection closed");
+                }
+                Some(_) => {}
+                None => panic!("the connection was not closed within {within:?}"),
+            }
+        }
+    }
+
     /// Every event that arrives within `wait` of the previous one.
     pub async fn drain(&mut self, wait: Duration) -> Vec<(String, Value)> {
         let mut all = Vec::new();
@@ -186,7 +221,10 @@ pub fn incident_events(events: Vec<(String, Value)>) -> Vec<(String, Value)> {
     events
         .into_iter()
         .filter(|(name, _)| {
-            !name.starts_with("presence:") && name != "typing" && name != "notification:new"
+            !name.starts_with("presence:")
+                && name != "typing"
+                && name != "notification:new"
+                && name != CLOSED
         })
         .collect()
 }

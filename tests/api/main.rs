@@ -25,5 +25,6 @@ mod queries;
 mod realtime;
 mod rebuild;
 mod replay;
+mod socket_sessions;
 mod web_page;
 mod write_model;

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use marauders_map::domain::Role;
 use marauders_map::events::Event;
+use marauders_map::http::replay::role_needed_to_replay;
 use marauders_map::log::Topic;
 use marauders_testkit::{
-    EVENTUALLY, IggyServer, ReportIncident, TestApp, TestSocket, TestUser, eventually,
+    EVENTUALLY, IggyServer, PollingSocket, ReportIncident, TestApp, TestSocket, TestUser,
+    eventually,
 };
 use serde_json::{Value, json};
 
@@ -112,7 +114,94 @@ async fn connections_room_changes_and_disconnects_are_appended_to_presence_event
         .unwrap()
         .1;
     assert_eq!(connected["role"], "STUDENT");
-    assert!(connected["socketId"].is_string());
+    let connection_ids: BTreeSet<&str> = of_harry
+        .iter()
+        .filter(|(kind, _)| kind == "user.connected" || kind == "user.disconnected")
+        .map(|(_, data)| data["connectionId"].as_str().unwrap())
+        .collect();
+    assert_eq!(connection_ids.len(), 2, "one id per tab: {of_harry:#?}");
+    assert!(
+        connection_ids
+            .iter()
+            .all(|id| id.parse::<uuid::Uuid>().is_ok()),
+        "{connection_ids:?}"
+    );
+}
+
+/// Every page of `topic` that `who` may read, from offset 0, as the bytes
+/// the API answered.
+async fn replay_everything(app: &TestApp, who: &TestUser, topic: Topic) -> String {
+    let mut bytes = String::new();
+    let mut from = 0;
+    loop {
+        let page = app
+            .replay(who, &format!("topic={topic}&fromOffset={from}&limit=1000"))
+            .await
+            .assert_status(200);
+        bytes.push_str(&page.body.to_string());
+        from = page.body["nextOffset"].as_u64().unwrap();
+        if page.body["caughtUp"] == true {
+            return bytes;
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_topic_anyone_may_replay_holds_a_connections_socket_io_or_engine_io_id() {
+    let app = TestApp::spawn().await;
+    let harry = app.user_named("harry", Role::Student).await;
+    let percy = app.user_named("percy", Role::Prefect).await;
+    let minerva = app.user_named("minerva", Role::Professor).await;
+    let incident = app
+        .reported(&harry, ReportIncident::new("Polyjuice potion brewing"))
+        .await;
+    // Over long-polling, as the page starts, so the test holds what the
+    // transport handed out: the engine.io session id and the Socket.IO id.
+    let tab = PollingSocket::connect(
+        &app.address,
+        json!({"token": harry.token, "rooms": [incident.id]}),
+    )
+    .await;
+    let secrets = [tab.engine_io_sid.clone(), tab.socket_io_id.clone()];
+    tab.close().await;
+    // The connection's whole life is on the log: connected, joined, gone.
+    eventually("harry's connection is logged", EVENTUALLY, || async {
+        let of_harry = presence_of(&app.events(Topic::PresenceEvents).await, harry.id);
+        (count_of(&of_harry, "user.connected") == 1
+            && count_of(&of_harry, "user.joined_room") == 1
+            && count_of(&of_harry, "user.disconnected") == 1)
+            .then_some(())
+    })
+    .await;
+
+    for who in [&harry, &percy, &minerva] {
+        for topic in Topic::ALL {
+            if who.role < role_needed_to_replay(topic) {
+                continue;
+            }
+            let served = replay_everything(&app, who, topic).await;
+            for secret in &secrets {
+                assert!(
+                    !served.contains(secret.as_str()),
+                    "{topic} as replayed by a {} holds {secret}",
+                    who.role
+                );
+            }
+        }
+    }
+    for topic in Topic::ALL {
+        for record in app.records(topic).await {
+            let bytes = String::from_utf8_lossy(&record.payload);
+            for secret in &secrets {
+                assert!(
+                    !bytes.contains(secret.as_str()),
+                    "{topic} holds {secret} at {}",
+                    record.offset
+                );
+            }
+        }
+    }
+    app.stop().await;
 }
 
 #[tokio::test]

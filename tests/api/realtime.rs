@@ -1,16 +1,21 @@
 //! The real-time gateway's incident events, through a real Socket.IO
 //! client: live delivery by audience, rooms, refused handshakes, replay on
 //! reconnect (exactly the missed events, in order, under concurrent
-//! appends), and two instances that share only the database and log.
+//! appends), and two instances that share only the database and log (an
+//! incident reported through one is joined through the other at once).
+//! Tokens and sessions of open connections: `socket_sessions.rs`.
 //! Presence, typing and notification pushes: `presence.rs`.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use marauders_map::domain::Role;
+use marauders_map::events::Event;
 use marauders_map::identity::tokens::{AccessClaims, JwtKeys};
+use marauders_testkit::events::incident_created;
 use marauders_testkit::{
-    IggyServer, ReportIncident, TEST_JWT_SECRET, TestApp, TestSocket, TestUser, incident_events,
+    EVENTUALLY, IggyServer, ReportIncident, TEST_JWT_SECRET, TestApp, TestBackend, TestSocket,
+    TestUser, eventually, incident_events,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -499,4 +504,187 @@ async fn with_iggy_two_instances_sharing_only_the_database_and_log_both_deliver(
     let first = TestApp::builder().iggy(&server).spawn().await;
     let second = first.second_instance().await;
     both_instances_deliver_every_event(&first, &second).await;
+}
+
+// ---- rooms across instances ---------------------------------------------------
+
+/// An incident reported through `first` is, at once, joinable through
+/// `second` — its write model catches up with the log before it would
+/// answer `not_found` — and its room events arrive there. Ten times, since
+/// each time it is a race against `second` following the log by itself.
+async fn an_incident_from_one_instance_is_joined_through_the_other_at_once(backend: TestBackend) {
+    let first = TestApp::builder().on(&backend).spawn().await;
+    let second = first.second_instance().await;
+    let ginny = first.user(Role::Student).await;
+    let mut on_second = second.socket(&ginny).await;
+
+    for n in 0..10 {
+        let (id, _) = report(&first, &ginny, &format!("Diary in the bathroom {n}")).await;
+
+        let joined = on_second
+            .request("incident:join", json!({ "incidentId": id }))
+            .await;
+
+        assert_eq!(joined, json!({"ok": true}), "incident {n}");
+        let offset = comment(&first, &ginny, id, "It writes back").await;
+        let comment = on_second.next_named("comment:added").await;
+        assert_eq!(
+            (
+                comment["offset"].as_u64(),
+                comment["data"]["incidentId"].as_str()
+            ),
+            (Some(offset), Some(id.to_string().as_str()))
+        );
+    }
+    second.stop().await;
+    first.stop().await;
+}
+
+#[tokio::test]
+async fn an_incident_from_one_instance_is_joined_through_the_other_at_once_embedded() {
+    an_incident_from_one_instance_is_joined_through_the_other_at_once(
+        TestBackend::postgres().await,
+    )
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs an Iggy server: put iggy-server on PATH or set IGGY_URL (scripts/test does this when it can)"]
+async fn an_incident_from_one_instance_is_joined_through_the_other_at_once_iggy() {
+    an_incident_from_one_instance_is_joined_through_the_other_at_once(TestBackend::iggy().await)
+        .await;
+}
+
+/// The handshake's `rooms` too: a room of an incident reported through
+/// `first` a moment ago is kept by `second`, not silently dropped.
+async fn a_handshake_rejoins_an_incident_just_reported_through_another_instance(
+    backend: TestBackend,
+) {
+    let first = TestApp::builder().on(&backend).spawn().await;
+    let second = first.second_instance().await;
+    let luna = first.user(Role::Student).await;
+
+    for n in 0..10 {
+        let (id, _) = report(&first, &luna, &format!("Crumple-horned snorkack {n}")).await;
+        let mut on_second = second
+            .connect_socket(json!({"token": luna.token, "rooms": [id]}))
+            .await
+            .expect("the connection is accepted");
+        assert_eq!(on_second.next().await.0, "replay:complete");
+
+        let offset = comment(&first, &luna, id, "Seen near the lake").await;
+
+        let comment = on_second.next_named("comment:added").await;
+        assert_eq!(comment["offset"].as_u64(), Some(offset), "incident {n}");
+        on_second.close().await;
+    }
+    second.stop().await;
+    first.stop().await;
+}
+
+#[tokio::test]
+async fn a_handshake_rejoins_an_incident_just_reported_through_another_instance_embedded() {
+    a_handshake_rejoins_an_incident_just_reported_through_another_instance(
+        TestBackend::postgres().await,
+    )
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs an Iggy server: put iggy-server on PATH or set IGGY_URL (scripts/test does this when it can)"]
+async fn a_handshake_rejoins_an_incident_just_reported_through_another_instance_iggy() {
+    a_handshake_rejoins_an_incident_just_reported_through_another_instance(
+        TestBackend::iggy().await,
+    )
+    .await;
+}
+
+/// Appends `event` to the embedded log as another process would, but with
+/// its NOTIFY lost (as across a listener's reconnect): the app's follower
+/// is not woken, so only a catch-up finds the event.
+async fn append_unannounced(app: &TestApp, event: &Event) {
+    sqlx::query(
+        "WITH head AS (
+             UPDATE event_log_heads SET next_offset = next_offset + 1
+              WHERE topic = 'incident-events' AND partition_id = 0
+          RETURNING next_offset)
+         INSERT INTO event_log (topic, log_offset, message_id, payload)
+         SELECT 'incident-events', head.next_offset - 1, $1, $2 FROM head",
+    )
+    .bind(event.event_id)
+    .bind(event.encode().to_vec())
+    .execute(&app.database.pool)
+    .await
+    .expect("the event is appended");
+}
+
+#[tokio::test]
+async fn a_join_finds_an_incident_whose_append_this_instance_was_not_told_of() {
+    let app = TestApp::spawn().await;
+    let ginny = app.user(Role::Student).await;
+    let socket = app.socket(&ginny).await;
+    let id = Uuid::now_v7();
+    append_unannounced(
+        &app,
+        &incident_created(id, ginny.id, "Diary in the bathroom"),
+    )
+    .await;
+
+    let joined = socket
+        .request("incident:join", json!({ "incidentId": id }))
+        .await;
+
+    assert_eq!(joined, json!({"ok": true}));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_handshake_keeps_the_room_of_an_incident_whose_append_it_was_not_told_of() {
+    let app = TestApp::spawn().await;
+    let ginny = app.user(Role::Student).await;
+    let id = Uuid::now_v7();
+    append_unannounced(
+        &app,
+        &incident_created(id, ginny.id, "Diary in the bathroom"),
+    )
+    .await;
+
+    let mut socket = app
+        .connect_socket(json!({"token": ginny.token, "rooms": [id]}))
+        .await
+        .expect("the connection is accepted");
+    assert_eq!(socket.next().await.0, "replay:complete");
+    let offset = comment(&app, &ginny, id, "It writes back").await;
+
+    assert_eq!(
+        socket.next_named("comment:added").await["offset"].as_u64(),
+        Some(offset)
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs iggy-server on PATH (scripts/test runs it when it is)"]
+async fn iggy_process_a_join_while_the_log_is_down_is_unavailable_not_not_found() {
+    let mut server = IggyServer::start().await;
+    let app = TestApp::builder().iggy(&server).spawn().await;
+    let neville = app.user(Role::Student).await;
+    let socket = app.socket(&neville).await;
+
+    server.kill_9();
+    let answer = socket
+        .request("incident:join", json!({ "incidentId": Uuid::now_v7() }))
+        .await;
+
+    assert_eq!(answer["error"]["code"], "unavailable", "{answer}");
+    server.restart().await;
+    let answer = eventually("the log answers again", EVENTUALLY, || async {
+        let answer = socket
+            .request("incident:join", json!({ "incidentId": Uuid::now_v7() }))
+            .await;
+        (answer["error"]["code"] != "unavailable").then_some(answer)
+    })
+    .await;
+    assert_eq!(answer["error"]["code"], "not_found", "{answer}");
+    app.stop().await;
 }

@@ -1,12 +1,14 @@
 //! `GET /api/events/replay`: the seed's replay cases, paging, who may read
-//! which topic, and every bad parameter answered with a 400 naming it.
+//! which topic (`role_needed_to_replay`), old events served in today's
+//! shape, and every bad parameter answered with a 400 naming it.
 
 use bytes::Bytes;
 use marauders_map::domain::Role;
-use marauders_map::events::Event;
+use marauders_map::events::{Event, connection_id_of_socket_id};
 use marauders_map::log::{LogMessage, Topic};
 use marauders_testkit::events::user_joined_room;
-use marauders_testkit::{ApiResponse, TestApp};
+use marauders_testkit::{ApiResponse, TestApp, TestUser};
+use serde_json::json;
 use uuid::Uuid;
 
 async fn append_presence_events(app: &TestApp, count: usize) -> Vec<Event> {
@@ -43,11 +45,11 @@ fn next_and_caught_up(page: &ApiResponse) -> (Option<u64>, Option<bool>) {
 #[tokio::test]
 async fn a_client_at_offset_5_of_10_gets_6_to_9_in_order() {
     let app = TestApp::spawn().await;
-    let draco = app.user(Role::Student).await;
+    let percy = app.user(Role::Prefect).await;
     let events = append_presence_events(&app, 10).await;
 
     let page = app
-        .replay(&draco, "topic=presence-events&fromOffset=6")
+        .replay(&percy, "topic=presence-events&fromOffset=6")
         .await
         .assert_status(200);
 
@@ -68,11 +70,11 @@ async fn a_client_at_offset_5_of_10_gets_6_to_9_in_order() {
 #[tokio::test]
 async fn a_client_at_the_end_gets_nothing_and_is_caught_up() {
     let app = TestApp::spawn().await;
-    let draco = app.user(Role::Student).await;
+    let percy = app.user(Role::Prefect).await;
     append_presence_events(&app, 10).await;
 
     let page = app
-        .replay(&draco, "topic=presence-events&fromOffset=10")
+        .replay(&percy, "topic=presence-events&fromOffset=10")
         .await
         .assert_status(200);
 
@@ -84,10 +86,10 @@ async fn a_client_at_the_end_gets_nothing_and_is_caught_up() {
 #[tokio::test]
 async fn pages_default_to_100_events() {
     let app = TestApp::spawn().await;
-    let goyle = app.user(Role::Student).await;
+    let penelope = app.user(Role::Prefect).await;
     append_presence_events(&app, 150).await;
 
-    let page = app.replay(&goyle, "topic=presence-events").await;
+    let page = app.replay(&penelope, "topic=presence-events").await;
 
     assert_eq!(offsets(&page).len(), 100);
     assert_eq!(next_and_caught_up(&page), (Some(100), Some(false)));
@@ -97,11 +99,11 @@ async fn pages_default_to_100_events() {
 #[tokio::test]
 async fn a_page_is_capped_at_1000_events() {
     let app = TestApp::spawn().await;
-    let goyle = app.user(Role::Student).await;
+    let penelope = app.user(Role::Prefect).await;
     append_presence_events(&app, 1100).await;
 
     let page = app
-        .replay(&goyle, "topic=presence-events&fromOffset=50&limit=5000")
+        .replay(&penelope, "topic=presence-events&fromOffset=50&limit=5000")
         .await;
 
     let got = offsets(&page);
@@ -109,32 +111,106 @@ async fn a_page_is_capped_at_1000_events() {
     app.stop().await;
 }
 
+/// Asserts what `who` may replay: 200 for each topic in `allowed`, 403
+/// with the JSON error naming the topic for every other.
+async fn assert_replays_only(app: &TestApp, who: &TestUser, allowed: &[Topic]) {
+    for topic in Topic::ALL {
+        let answer = app.replay(who, &format!("topic={topic}")).await;
+        if allowed.contains(&topic) {
+            answer.assert_status(200);
+        } else {
+            let refused = answer.assert_error(403, "forbidden");
+            assert!(
+                refused.body["error"]["message"]
+                    .as_str()
+                    .is_some_and(|message| message.contains(topic.name())),
+                "{}",
+                refused.body
+            );
+        }
+    }
+}
+
 #[tokio::test]
-async fn auth_events_are_for_professors_only() {
+async fn a_student_may_replay_incident_events_only() {
     let app = TestApp::spawn().await;
     let lavender = app.user(Role::Student).await;
-    let cormac = app.user(Role::Prefect).await;
-    let flitwick = app.user(Role::Professor).await;
 
-    for who in [&lavender, &cormac] {
-        app.replay(who, "topic=auth-events")
-            .await
-            .assert_error(403, "forbidden");
-    }
-    app.replay(&flitwick, "topic=auth-events")
-        .await
-        .assert_status(200);
+    assert_replays_only(&app, &lavender, &[Topic::IncidentEvents]).await;
     app.stop().await;
 }
 
 #[tokio::test]
-async fn anyone_may_replay_presence_events() {
+async fn a_prefect_may_replay_incident_and_presence_events_but_not_the_audit_log() {
+    let app = TestApp::spawn().await;
+    let cormac = app.user(Role::Prefect).await;
+
+    assert_replays_only(
+        &app,
+        &cormac,
+        &[Topic::IncidentEvents, Topic::PresenceEvents],
+    )
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_professor_may_replay_every_topic() {
+    let app = TestApp::spawn().await;
+    let flitwick = app.user(Role::Professor).await;
+
+    assert_replays_only(&app, &flitwick, &Topic::ALL).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_default_topic_is_incident_events_which_a_student_may_replay() {
     let app = TestApp::spawn().await;
     let lavender = app.user(Role::Student).await;
 
-    app.replay(&lavender, "topic=presence-events")
+    let page = app.replay(&lavender, "").await.assert_status(200);
+
+    assert_eq!(page.body["topic"], "incident-events");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_version_1_presence_event_is_served_without_its_socket_id() {
+    let app = TestApp::spawn().await;
+    let minerva = app.user(Role::Professor).await;
+    // As version 1 wrote it: the connection named by its Socket.IO id.
+    let version_1 = format!(
+        r#"{{"eventId":"{id}","eventType":"user.connected","timestamp":"2024-10-31T18:59:00Z","source":"gryffindor-api","userId":"{user}","data":{{"role":"STUDENT","socketId":"Xk3_still-a-secret","userId":"{user}"}}}}"#,
+        id = Uuid::now_v7(),
+        user = minerva.id,
+    );
+    app.log()
+        .await
+        .append(
+            Topic::PresenceEvents,
+            &[LogMessage {
+                id: Uuid::now_v7(),
+                payload: Bytes::from(version_1),
+            }],
+        )
+        .await
+        .unwrap();
+
+    let page = app
+        .replay(&minerva, "topic=presence-events")
         .await
         .assert_status(200);
+
+    let data = &page.body["events"][0]["event"]["data"];
+    assert_eq!(
+        data,
+        &json!({
+            "userId": minerva.id,
+            "connectionId": connection_id_of_socket_id("Xk3_still-a-secret"),
+            "role": "STUDENT",
+        })
+    );
+    assert!(!page.body.to_string().contains("Xk3_still-a-secret"));
     app.stop().await;
 }
 
@@ -173,7 +249,7 @@ async fn bad_parameters_are_400_naming_the_parameter() {
 #[tokio::test]
 async fn an_undecodable_message_is_skipped_but_paging_moves_past_it() {
     let app = TestApp::spawn().await;
-    let hannah = app.user(Role::Student).await;
+    let cedric = app.user(Role::Prefect).await;
     append_presence_events(&app, 1).await;
     let garbage = LogMessage {
         id: Uuid::now_v7(),
@@ -186,7 +262,7 @@ async fn an_undecodable_message_is_skipped_but_paging_moves_past_it() {
         .unwrap();
 
     let page = app
-        .replay(&hannah, "topic=presence-events")
+        .replay(&cedric, "topic=presence-events")
         .await
         .assert_status(200);
 

@@ -61,10 +61,11 @@ function withDatabase(adminUrl, name) {
 }
 
 /**
- * Starts the service on a fresh database. Returns its address, a way to
- * run the CLI against the same database, and `stop()`.
+ * Starts the service on a fresh database, with `settings` added to its
+ * environment (e.g. `{ ACCESS_TOKEN_LIFETIME_SECS: '4' }`). Returns its
+ * address, a way to run the CLI against the same database, and `stop()`.
  */
-export async function startService() {
+export async function startService(settings = {}) {
   const adminUrl = required('TEST_DATABASE_URL');
   const binary = binaryPath();
   if (!existsSync(binary)) throw new Error(`${binary} is missing: cargo build --bin marauders-map first`);
@@ -85,6 +86,7 @@ export async function startService() {
     JWT_SECRET: jwtSecret,
     WEB_DIR: join(webDir, 'dist'),
     RUST_LOG: process.env.RUST_LOG ?? 'info',
+    ...settings,
   };
   delete env.IGGY_URL; // the embedded log
 

@@ -31,9 +31,9 @@ after(async () => {
 
 const unique = () => randomBytes(3).toString('hex');
 
-/** A browser context of its own (own storage), on the page. */
-async function newPage(options = {}) {
-  const context = await browser.newContext({ baseURL: service.url, ...options });
+/** A browser context of its own (own storage), on the page of `on`. */
+async function newPage(options = {}, on = service) {
+  const context = await browser.newContext({ baseURL: on.url, ...options });
   contexts.push(context);
   const page = await context.newPage();
   page.on('pageerror', (error) => console.error(`[page error] ${error.message}`));
@@ -42,8 +42,8 @@ async function newPage(options = {}) {
 }
 
 /** Registers through the form; answers the page and the account's email. */
-async function registerAs(displayName, options) {
-  const { context, page } = await newPage(options);
+async function registerAs(displayName, options, on = service) {
+  const { context, page } = await newPage(options, on);
   const email = `${displayName.toLowerCase().replace(/\W+/g, '.')}.${unique()}@hogwarts.edu`;
   const form = page.locator('#register-form');
   await form.getByLabel('Display name').fill(displayName);
@@ -84,6 +84,31 @@ async function report(page, { title, severity = 'Medium', location = 'Great hall
   const response = await answer;
   assert.equal(response.status(), 201, `reporting "${title}" answered ${response.status()}`);
   return response.json();
+}
+
+/** JSON to `path` of `on`, as `token` when given; answers status and body. */
+async function callApi(on, method, path, body, token) {
+  const headers = { 'content-type': 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const response = await fetch(`${on.url}${path}`, { method, headers, body: JSON.stringify(body) });
+  return { status: response.status, body: await response.json().catch(() => null) };
+}
+
+/** An account made through the API, not a page. */
+async function registerThroughApi(on, displayName) {
+  const email = `${displayName.toLowerCase().replace(/\W+/g, '.')}.${unique()}@hogwarts.edu`;
+  const answer = await callApi(on, 'POST', '/api/auth/register', { email, password: 'alohomora!', displayName });
+  assert.equal(answer.status, 201, JSON.stringify(answer.body));
+  return email;
+}
+
+/** Reports through the API as `email`, logging in first (tokens may be short-lived). */
+async function reportThroughApi(on, email, title) {
+  const login = await callApi(on, 'POST', '/api/auth/login', { email, password: 'alohomora!' });
+  assert.equal(login.status, 200, JSON.stringify(login.body));
+  const answer = await callApi(on, 'POST', '/api/incidents', { title, severity: 'MEDIUM', location: 'GREAT_HALL' }, login.body.accessToken);
+  assert.equal(answer.status, 201, JSON.stringify(answer.body));
+  return answer.body;
 }
 
 function boardItem(page, title) {
@@ -304,5 +329,64 @@ describe("The Marauder's Map in a browser", () => {
     const overflow = await s.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `the page is ${overflow}px wider than the window`);
     await s.page.screenshot({ path: join(artifactsDir, 'board-phone.png'), fullPage: true });
+  });
+});
+
+describe('with access tokens that last 4 seconds', () => {
+  let shortLived;
+
+  before(async () => {
+    shortLived = await startService({ ACCESS_TOKEN_LIFETIME_SECS: '4', SESSION_CHECK_INTERVAL_MS: '100' });
+  });
+
+  after(async () => {
+    await shortLived?.stop();
+  });
+
+  test('when its token expires the page refreshes, reconnects and shows every event published meanwhile exactly once', async () => {
+    const b = await registerAs('Percy', {}, shortLived);
+    await waitUntilLive(b.page);
+    const tag = unique();
+    const oliver = await registerThroughApi(shortLived, 'Oliver');
+    const first = `Bludger loose on the pitch ${tag}`;
+    await reportThroughApi(shortLived, oliver, first);
+    await boardItem(b.page, first).waitFor({ timeout: 5000 });
+
+    // Hold the page's token refresh, so that it stays away (closed by the
+    // server, token_expired) while three incidents are reported.
+    let release;
+    const released = new Promise((resolve) => (release = resolve));
+    await b.context.route('**/api/auth/refresh', async (route) => {
+      await released;
+      await route.continue();
+    });
+    await b.page.locator('#connection-state[data-reason="token_expired"]').waitFor({ timeout: 15_000 });
+    const missed = [1, 2, 3].map((n) => `Missed while renewing ${n} ${tag}`);
+    for (const title of missed) await reportThroughApi(shortLived, oliver, title);
+    release();
+
+    const notice = b.page.locator('#connection-state', { hasText: /Caught up — replayed [1-9]\d* missed events?/ });
+    await notice.waitFor({ timeout: 20_000 });
+    const replayed = Number((await notice.textContent()).match(/replayed (\d+)/)[1]);
+    assert.ok(replayed >= 3, `replayed ${replayed} events, expected at least the 3 reports`);
+    await b.context.unroute('**/api/auth/refresh');
+    // Live again, through more expiries.
+    const last = `After the renewal ${tag}`;
+    await reportThroughApi(shortLived, oliver, last);
+    await boardItem(b.page, last).waitFor({ timeout: 10_000 });
+
+    const titles = await b.page.locator('#incident-list li .incident-title').allTextContents();
+    for (const title of [first, ...missed, last]) {
+      assert.equal(titles.filter((t) => t === title).length, 1, `"${title}" is on the board once: ${JSON.stringify(titles)}`);
+    }
+    const feed = await b.page.locator('#activity li').evaluateAll((items) =>
+      items.map((li) => ({ offset: Number(li.dataset.offset), id: li.dataset.eventId, type: li.dataset.eventType, text: li.textContent })),
+    );
+    assert.equal(new Set(feed.map((e) => e.id)).size, feed.length, 'no event shown twice');
+    assert.equal(new Set(feed.map((e) => e.offset)).size, feed.length, 'no offset shown twice');
+    for (const title of [first, ...missed, last]) {
+      const reports = feed.filter((e) => e.type === 'incident.created' && e.text.includes(title));
+      assert.equal(reports.length, 1, `"${title}" is in the feed once`);
+    }
   });
 });

@@ -15,6 +15,9 @@ export class ConnectionBadge {
     const [kind, text] = describe(state);
     this.element.className = `connection ${kind}`;
     this.element.textContent = text;
+    // Why the connection dropped (the server's closing reason, e.g.
+    // token_expired, or Socket.IO's), for the curious and for tests.
+    this.element.dataset.reason = state.kind === 'reconnecting' ? state.reason : '';
   }
 }
 

@@ -45,7 +45,8 @@ const SESSION_KEY = 'marauders-map.session';
 // sent.
 const COMMAND_RETRY_PAUSES_MS = [250, 500, 1000, 2000, 4000];
 // Refresh a little before the access token expires, so a request or a
-// socket handshake never starts with a token about to lapse.
+// socket handshake never starts with a token about to lapse: 30 s, or a
+// quarter of the token's lifetime when it is that short (a test setting).
 const REFRESH_MARGIN_SECONDS = 30;
 
 export class Api {
@@ -113,9 +114,10 @@ export class Api {
    */
   async freshAccessToken(): Promise<string> {
     if (!this.session) throw new SessionEnded('not logged in');
-    const expiresAt = tokenExpiry(this.session.accessToken);
-    if (expiresAt !== null && expiresAt - REFRESH_MARGIN_SECONDS <= Date.now() / 1000) {
-      await this.refresh(this.session.accessToken);
+    const lifetime = tokenLifetime(this.session.accessToken);
+    if (lifetime !== null) {
+      const margin = Math.min(REFRESH_MARGIN_SECONDS, (lifetime.exp - lifetime.iat) / 4);
+      if (lifetime.exp - margin <= Date.now() / 1000) await this.refresh(this.session.accessToken);
     }
     if (!this.session) throw new SessionEnded('not logged in');
     return this.session.accessToken;
@@ -230,12 +232,13 @@ function safeJson(text: string): unknown {
   }
 }
 
-/** The `exp` claim (seconds since the epoch) of a JWT, or null. */
-function tokenExpiry(token: string): number | null {
+/** The `iat` and `exp` claims (seconds since the epoch) of a JWT, or null. */
+function tokenLifetime(token: string): { iat: number; exp: number } | null {
   try {
     const payload = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
-    const claims = JSON.parse(atob(payload)) as { exp?: number };
-    return typeof claims.exp === 'number' ? claims.exp : null;
+    const claims = JSON.parse(atob(payload)) as { iat?: number; exp?: number };
+    if (typeof claims.exp !== 'number') return null;
+    return { iat: typeof claims.iat === 'number' ? claims.iat : claims.exp - 15 * 60, exp: claims.exp };
   } catch {
     return null;
   }

@@ -7,6 +7,12 @@
 // that offset, then says `replay:complete`, then sends live events. The page
 // drops any event it has already seen (by offset and by event id), so a
 // replay that overlaps what arrived live never shows anything twice.
+//
+// The server closes a connection when its access token expires or its
+// session ends, saying why first (`connection:closing {reason}`): after
+// `token_expired` the page refreshes its token and reconnects at once, and
+// the replay from `lastOffset` brings whatever happened meanwhile; after
+// the session ended, the refresh fails and the page goes back to login.
 
 import { io, type Socket } from 'socket.io-client';
 
@@ -61,6 +67,15 @@ interface ReplayIncomplete {
 
 type Ack = { ok: true } | { error: { code: string; message: string } };
 
+/** `connection:closing`: sent just before the server closes the connection. */
+interface ConnectionClosing {
+  reason: string;
+  message: string;
+}
+
+/** Closing reasons after which a fresh token is what it takes to come back. */
+const REFRESH_AND_RECONNECT = new Set(['token_expired', 'logged_out', 'session_revoked', 'session_expired']);
+
 // How many event ids to remember for deduplication (offsets do the rest).
 const SEEN_IDS_KEPT = 2000;
 const RETRY_FIRST_MS = 500;
@@ -81,6 +96,8 @@ export class LiveConnection {
   private offline = false;
   /** The access token the last handshake carried. */
   private handshakeToken = '';
+  /** Why the server said it is closing this connection, until it does. */
+  private closingReason: string | null = null;
 
   constructor(
     private api: Api,
@@ -202,11 +219,21 @@ export class LiveConnection {
       window.clearTimeout(this.retryTimer);
       this.retryDelay = RETRY_FIRST_MS;
       this.hasConnected = true;
+      this.closingReason = null;
+    });
+    socket.on('connection:closing', (info: ConnectionClosing) => {
+      this.closingReason = info.reason;
     });
     socket.on('disconnect', (reason) => {
-      this.handlers.state({ kind: 'reconnecting', reason });
+      const why = this.closingReason ?? reason;
+      this.closingReason = null;
+      this.handlers.state({ kind: 'reconnecting', reason: why });
       // The client reconnects by itself unless the server closed the socket.
-      if (!socket.active) this.retrySoon(false);
+      if (socket.active) return;
+      // An expired token: refresh and come straight back (a session that
+      // ended fails the refresh, and the page goes to login instead).
+      if (REFRESH_AND_RECONNECT.has(why)) this.retrySoon(true, true);
+      else this.retrySoon(false);
     });
     socket.on('connect_error', (error) => {
       this.handlers.state(this.hasConnected ? { kind: 'reconnecting', reason: error.message } : { kind: 'connecting' });
@@ -231,18 +258,26 @@ export class LiveConnection {
     if (!this.socket.connected) this.socket.connect();
   };
 
-  private retrySoon(refused: boolean): void {
+  /**
+   * Connects again after a pause that grows with each attempt (or at once),
+   * refreshing the access token first when `refresh` (a refused handshake,
+   * an expired token).
+   */
+  private retrySoon(refresh: boolean, immediately = false): void {
     window.clearTimeout(this.retryTimer);
     if (this.offline) return;
-    this.retryTimer = window.setTimeout(async () => {
-      try {
-        if (refused) await this.api.refresh(this.handshakeToken);
-        this.socket.connect();
-      } catch (error) {
-        if (!(error instanceof SessionEnded)) this.retrySoon(refused);
-      }
-    }, this.retryDelay);
-    this.retryDelay = Math.min(this.retryDelay * 2, RETRY_MAX_MS);
+    this.retryTimer = window.setTimeout(
+      async () => {
+        try {
+          if (refresh) await this.api.refresh(this.handshakeToken);
+          this.socket.connect();
+        } catch (error) {
+          if (!(error instanceof SessionEnded)) this.retrySoon(refresh);
+        }
+      },
+      immediately ? 0 : this.retryDelay,
+    );
+    if (!immediately) this.retryDelay = Math.min(this.retryDelay * 2, RETRY_MAX_MS);
   }
 
   private receive(event: LiveEvent): void {

@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
 use super::envelope::DecodeError;
+use super::upcast;
 use crate::domain::{IncidentStatus, Location, Role, Severity};
 use crate::log::Topic;
 
@@ -207,20 +208,27 @@ pub struct SeverityEscalated {
 // ---- presence-events -------------------------------------------------------
 
 /// `user.connected`: a browser connection (one per tab) opened.
+///
+/// Read through an upcaster ([`super::upcast`]): version 1 named the
+/// connection by its Socket.IO id (`socketId`), a transport credential.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", try_from = "upcast::UserConnectedOnLog")]
 pub struct UserConnected {
     pub user_id: Uuid,
-    pub socket_id: String,
+    /// A random id the gateway gives the connection: it pairs this event
+    /// with its `user.disconnected`, and is never the Socket.IO or
+    /// engine.io id (those let whoever holds them act as the connection).
+    pub connection_id: Uuid,
     pub role: Role,
 }
 
-/// `user.disconnected`.
+/// `user.disconnected`. Read through an upcaster, as [`UserConnected`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", try_from = "upcast::UserDisconnectedOnLog")]
 pub struct UserDisconnected {
     pub user_id: Uuid,
-    pub socket_id: String,
+    /// The `connectionId` of the connection's `user.connected`.
+    pub connection_id: Uuid,
     pub reason: String,
 }
 

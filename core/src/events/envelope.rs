@@ -254,9 +254,10 @@ mod tests {
 
     #[test]
     fn should_preserve_original_data_payload_exactly() {
+        let connection_id = Uuid::new_v4();
         let payload = EventPayload::UserConnected(UserConnected {
             user_id: Uuid::now_v7(),
-            socket_id: "sock-1".into(),
+            connection_id,
             role: Role::Prefect,
         });
         let event = Event::new(payload.clone(), None);
@@ -267,7 +268,7 @@ mod tests {
             event.to_envelope().data,
             serde_json::json!({
                 "userId": payload_user(&payload),
-                "socketId": "sock-1",
+                "connectionId": connection_id,
                 "role": "PREFECT"
             })
         );

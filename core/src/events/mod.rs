@@ -11,6 +11,7 @@
 
 mod catalog;
 mod envelope;
+mod upcast;
 
 pub use catalog::{
     CommentAdded, EventPayload, EventType, IncidentCreated, IncidentDeleted, IncidentResolved,
@@ -20,3 +21,4 @@ pub use catalog::{
 pub use envelope::{
     DecodeError, ENVELOPE_JSON_SCHEMA, EVENT_SOURCE, Event, EventEnvelope, IdempotencyRecord,
 };
+pub use upcast::connection_id_of_socket_id;
