@@ -215,7 +215,7 @@ async fn a_connection_joins_at_most_100_rooms_and_leaving_one_makes_room() {
 // ---- handshakes ---------------------------------------------------------------
 
 /// Connects with `auth` and checks the refusal mentions `expected`.
-async fn assert_refused(app: &TestApp, auth: Value, expected: &str) {
+pub async fn assert_refused(app: &TestApp, auth: Value, expected: &str) {
     let refused = app
         .connect_socket(auth.clone())
         .await
@@ -229,7 +229,7 @@ async fn assert_refused(app: &TestApp, auth: Value, expected: &str) {
 
 /// A token for `user` claiming PROFESSOR, signed with `secret`, expiring at
 /// `exp`.
-fn token(user: &TestUser, secret: &str, exp: i64) -> String {
+pub fn token(user: &TestUser, secret: &str, exp: i64) -> String {
     let now = chrono::Utc::now().timestamp();
     JwtKeys::from_secret(secret.as_bytes()).sign(&AccessClaims {
         sub: user.id,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use marauders_map::domain::Role;
 use marauders_map::events::Event;
-use marauders_map::identity::tokens::{AccessClaims, JwtKeys};
+use marauders_map::identity::tokens::JwtKeys;
 use marauders_map::log::Topic;
 use marauders_testkit::{
     EVENTUALLY, ReportIncident, TEST_JWT_SECRET, TEST_PASSWORD, TestApp, TestSocket, TestUser,
@@ -20,7 +20,7 @@ use marauders_testkit::{
 };
 use serde_json::{Value, json};
 
-use crate::realtime::QUIET;
+use crate::realtime::{QUIET, assert_refused, token};
 
 /// How often the gateway looks at its connections in these tests.
 const CHECK_EVERY: Duration = Duration::from_millis(100);
@@ -160,23 +160,11 @@ async fn after_token_expired_a_client_with_a_fresh_token_and_its_last_offset_mis
 async fn a_handshake_with_a_token_that_expired_a_second_ago_is_refused_despite_the_leeway() {
     let app = TestApp::spawn().await;
     let harry = app.user(Role::Student).await;
-    let now = chrono::Utc::now().timestamp();
     // Within the verifier's 5 s leeway, which the REST API allows.
-    let token = JwtKeys::from_secret(TEST_JWT_SECRET.as_bytes()).sign(&AccessClaims {
-        sub: harry.id,
-        role: Role::Student,
-        sid: uuid::Uuid::now_v7(),
-        iat: now - 900,
-        exp: now - 1,
-    });
+    let a_second_ago = chrono::Utc::now().timestamp() - 1;
+    let expired = token(&harry, TEST_JWT_SECRET, a_second_ago);
 
-    let refused = app
-        .connect_socket(json!({ "token": token }))
-        .await
-        .err()
-        .expect("refused");
-
-    assert!(refused.0.contains("expired"), "{refused:?}");
+    assert_refused(&app, json!({ "token": expired }), "expired").await;
     app.stop().await;
 }
 
@@ -203,12 +191,7 @@ async fn logging_out_closes_the_sessions_sockets_on_every_instance_within_five_s
     }
     assert_still_open(&mut other_session).await;
     // The token itself is valid for minutes yet, but not for a socket.
-    let refused = second
-        .connect_socket(json!({ "token": harry.token }))
-        .await
-        .err()
-        .expect("refused");
-    assert!(refused.0.contains("logged out"), "{refused:?}");
+    assert_refused(&second, json!({ "token": harry.token }), "logged out").await;
     second.stop().await;
     first.stop().await;
 }

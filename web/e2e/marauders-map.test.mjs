@@ -340,6 +340,8 @@ describe('with access tokens that last 4 seconds', () => {
   });
 
   after(async () => {
+    // Close the pages first: the service's shutdown waits for connections.
+    for (const context of contexts.splice(0)) await context.close().catch(() => {});
     await shortLived?.stop();
   });
 

@@ -35,16 +35,23 @@ pub fn connection_id_of_socket_id(socket_id: &str) -> Uuid {
     Uuid::new_v5(&SOCKET_ID_NAMESPACE, socket_id.as_bytes())
 }
 
-/// The connection an event names: `connectionId` today, `socketId` in
-/// version 1.
-fn connection_named(
+/// How an event names its connection: `connectionId` today, `socketId` in
+/// version 1. Flattened into each event's shape as read from the log.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ConnectionNamed {
     connection_id: Option<Uuid>,
+    /// Version 1.
     socket_id: Option<String>,
-) -> Result<Uuid, &'static str> {
-    match (connection_id, socket_id) {
-        (Some(id), _) => Ok(id),
-        (None, Some(socket_id)) => Ok(connection_id_of_socket_id(&socket_id)),
-        (None, None) => Err("missing field `connectionId`"),
+}
+
+impl ConnectionNamed {
+    fn connection_id(self) -> Result<Uuid, &'static str> {
+        match (self.connection_id, self.socket_id) {
+            (Some(id), _) => Ok(id),
+            (None, Some(socket_id)) => Ok(connection_id_of_socket_id(&socket_id)),
+            (None, None) => Err("missing field `connectionId`"),
+        }
     }
 }
 
@@ -53,9 +60,8 @@ fn connection_named(
 #[serde(rename_all = "camelCase")]
 pub(super) struct UserConnectedOnLog {
     user_id: Uuid,
-    connection_id: Option<Uuid>,
-    /// Version 1.
-    socket_id: Option<String>,
+    #[serde(flatten)]
+    connection: ConnectionNamed,
     role: Role,
 }
 
@@ -65,7 +71,7 @@ impl TryFrom<UserConnectedOnLog> for UserConnected {
     fn try_from(event: UserConnectedOnLog) -> Result<Self, Self::Error> {
         Ok(UserConnected {
             user_id: event.user_id,
-            connection_id: connection_named(event.connection_id, event.socket_id)?,
+            connection_id: event.connection.connection_id()?,
             role: event.role,
         })
     }
@@ -76,9 +82,8 @@ impl TryFrom<UserConnectedOnLog> for UserConnected {
 #[serde(rename_all = "camelCase")]
 pub(super) struct UserDisconnectedOnLog {
     user_id: Uuid,
-    connection_id: Option<Uuid>,
-    /// Version 1.
-    socket_id: Option<String>,
+    #[serde(flatten)]
+    connection: ConnectionNamed,
     reason: String,
 }
 
@@ -88,7 +93,7 @@ impl TryFrom<UserDisconnectedOnLog> for UserDisconnected {
     fn try_from(event: UserDisconnectedOnLog) -> Result<Self, Self::Error> {
         Ok(UserDisconnected {
             user_id: event.user_id,
-            connection_id: connection_named(event.connection_id, event.socket_id)?,
+            connection_id: event.connection.connection_id()?,
             reason: event.reason,
         })
     }
