@@ -167,7 +167,7 @@ impl Workers {
                 for socket in gateway.io.sockets() {
                     if let Some(session) = socket.extensions.get::<Arc<Session>>() {
                         tell_why(&socket, CloseReason::ShuttingDown);
-                        log_disconnect(&gateway, &session, "server shutting down");
+                        log_disconnect(&gateway, &session, CloseReason::ShuttingDown.as_str());
                     }
                 }
                 // A transport that never finishes closing must not hold the

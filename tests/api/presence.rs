@@ -225,7 +225,12 @@ async fn a_server_shutting_down_logs_the_disconnect_of_every_open_connection() {
         .map(|record| Event::decode(&record.payload).unwrap())
         .collect();
     let of_harry = presence_of(&events, harry.id);
-    assert_eq!(count_of(&of_harry, "user.disconnected"), 2, "{of_harry:#?}");
+    let reasons: Vec<&Value> = of_harry
+        .iter()
+        .filter(|(kind, _)| kind == "user.disconnected")
+        .map(|(_, data)| &data["reason"])
+        .collect();
+    assert_eq!(reasons, [&json!("shutting_down"); 2], "{of_harry:#?}");
     log.shutdown().await;
 }
 
