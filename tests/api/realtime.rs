@@ -512,8 +512,8 @@ async fn with_iggy_two_instances_sharing_only_the_database_and_log_both_deliver(
 /// `second` — its write model catches up with the log before it would
 /// answer `not_found` — and its room events arrive there. Ten times, since
 /// each time it is a race against `second` following the log by itself.
-async fn an_incident_from_one_instance_is_joined_through_the_other_at_once(backend: TestBackend) {
-    let first = TestApp::builder().on(&backend).spawn().await;
+async fn an_incident_from_one_instance_is_joined_through_the_other_at_once(backend: &TestBackend) {
+    let first = TestApp::builder().on(backend).spawn().await;
     let second = first.second_instance().await;
     let ginny = first.user(Role::Student).await;
     let mut on_second = second.socket(&ginny).await;
@@ -540,27 +540,12 @@ async fn an_incident_from_one_instance_is_joined_through_the_other_at_once(backe
     first.stop().await;
 }
 
-#[tokio::test]
-async fn an_incident_from_one_instance_is_joined_through_the_other_at_once_embedded() {
-    an_incident_from_one_instance_is_joined_through_the_other_at_once(
-        TestBackend::postgres().await,
-    )
-    .await;
-}
-
-#[tokio::test]
-#[ignore = "needs an Iggy server: put iggy-server on PATH or set IGGY_URL (scripts/test does this when it can)"]
-async fn an_incident_from_one_instance_is_joined_through_the_other_at_once_iggy() {
-    an_incident_from_one_instance_is_joined_through_the_other_at_once(TestBackend::iggy().await)
-        .await;
-}
-
 /// The handshake's `rooms` too: a room of an incident reported through
 /// `first` a moment ago is kept by `second`, not silently dropped.
 async fn a_handshake_rejoins_an_incident_just_reported_through_another_instance(
-    backend: TestBackend,
+    backend: &TestBackend,
 ) {
-    let first = TestApp::builder().on(&backend).spawn().await;
+    let first = TestApp::builder().on(backend).spawn().await;
     let second = first.second_instance().await;
     let luna = first.user(Role::Student).await;
 
@@ -582,22 +567,10 @@ async fn a_handshake_rejoins_an_incident_just_reported_through_another_instance(
     first.stop().await;
 }
 
-#[tokio::test]
-async fn a_handshake_rejoins_an_incident_just_reported_through_another_instance_embedded() {
-    a_handshake_rejoins_an_incident_just_reported_through_another_instance(
-        TestBackend::postgres().await,
-    )
-    .await;
-}
-
-#[tokio::test]
-#[ignore = "needs an Iggy server: put iggy-server on PATH or set IGGY_URL (scripts/test does this when it can)"]
-async fn a_handshake_rejoins_an_incident_just_reported_through_another_instance_iggy() {
-    a_handshake_rejoins_an_incident_just_reported_through_another_instance(
-        TestBackend::iggy().await,
-    )
-    .await;
-}
+marauders_testkit::on_both_backends!(
+    an_incident_from_one_instance_is_joined_through_the_other_at_once,
+    a_handshake_rejoins_an_incident_just_reported_through_another_instance,
+);
 
 /// Appends `event` to the embedded log as another process would, but with
 /// its NOTIFY lost (as across a listener's reconnect): the app's follower
