@@ -15,8 +15,8 @@ use marauders_map::events::Event;
 use marauders_map::identity::tokens::JwtKeys;
 use marauders_map::log::Topic;
 use marauders_testkit::{
-    EVENTUALLY, ReportIncident, TEST_JWT_SECRET, TEST_PASSWORD, TestApp, TestSocket, TestUser,
-    eventually, incident_events,
+    EVENTUALLY, ReportIncident, TEST_JWT_SECRET, TEST_PASSWORD, TestApp, TestAppBuilder,
+    TestSocket, TestUser, eventually, incident_events,
 };
 use serde_json::{Value, json};
 
@@ -32,6 +32,19 @@ const WITHIN_FIVE_SECONDS: Duration = Duration::from_secs(5);
 /// Short enough to wait for, long enough for a test to connect first on a
 /// busy machine.
 const SHORT_LIFETIME: Duration = Duration::from_secs(4);
+
+/// The service, its gateway looking at its connections every
+/// [`CHECK_EVERY`].
+fn checking_often() -> TestAppBuilder {
+    TestApp::builder().session_check_interval(CHECK_EVERY)
+}
+
+/// Asserts the server closes `socket` within the product's 5 s, saying
+/// `reason` first.
+async fn assert_closed_within_five_seconds_as(socket: &mut TestSocket, reason: &str) {
+    let closing = socket.closed_by_server(WITHIN_FIVE_SECONDS).await;
+    assert_eq!(closing["reason"], reason, "{closing}");
+}
 
 /// `user` with a fresh access token (logged in again).
 async fn logged_in_again(app: &TestApp, user: &TestUser) -> TestUser {
@@ -81,9 +94,8 @@ async fn assert_still_open(socket: &mut TestSocket) {
 
 #[tokio::test]
 async fn a_socket_is_closed_when_its_access_token_expires_saying_token_expired() {
-    let app = TestApp::builder()
+    let app = checking_often()
         .access_token_lifetime(SHORT_LIFETIME)
-        .session_check_interval(CHECK_EVERY)
         .spawn()
         .await;
     let harry = app.user(Role::Student).await;
@@ -108,9 +120,8 @@ async fn a_socket_is_closed_when_its_access_token_expires_saying_token_expired()
 
 #[tokio::test]
 async fn after_token_expired_a_client_with_a_fresh_token_and_its_last_offset_misses_nothing() {
-    let app = TestApp::builder()
+    let app = checking_often()
         .access_token_lifetime(SHORT_LIFETIME)
-        .session_check_interval(CHECK_EVERY)
         .spawn()
         .await;
     let harry = app.user(Role::Student).await;
@@ -172,10 +183,7 @@ async fn a_handshake_with_a_token_that_expired_a_second_ago_is_refused_despite_t
 
 #[tokio::test]
 async fn logging_out_closes_the_sessions_sockets_on_every_instance_within_five_seconds() {
-    let first = TestApp::builder()
-        .session_check_interval(CHECK_EVERY)
-        .spawn()
-        .await;
+    let first = checking_often().spawn().await;
     let second = first.second_instance().await;
     let harry = first.user(Role::Student).await;
     let hermione = first.user(Role::Student).await;
@@ -186,8 +194,7 @@ async fn logging_out_closes_the_sessions_sockets_on_every_instance_within_five_s
     first.logout(&harry).await.assert_status(204);
 
     for socket in [&mut on_first, &mut on_second] {
-        let closing = socket.closed_by_server(WITHIN_FIVE_SECONDS).await;
-        assert_eq!(closing["reason"], "logged_out");
+        assert_closed_within_five_seconds_as(socket, "logged_out").await;
     }
     assert_still_open(&mut other_session).await;
     // The token itself is valid for minutes yet, but not for a socket.
@@ -198,10 +205,7 @@ async fn logging_out_closes_the_sessions_sockets_on_every_instance_within_five_s
 
 #[tokio::test]
 async fn a_reused_refresh_token_closes_the_sessions_sockets_as_revoked() {
-    let app = TestApp::builder()
-        .session_check_interval(CHECK_EVERY)
-        .spawn()
-        .await;
+    let app = checking_often().spawn().await;
     let harry = app.user(Role::Student).await;
     let mut socket = app.socket(&harry).await;
     // A rotation keeps the session, and the socket, alive.
@@ -215,8 +219,7 @@ async fn a_reused_refresh_token_closes_the_sessions_sockets_as_revoked() {
     app.refresh(&harry.refresh_token).await.assert_status(401);
 
     for socket in [&mut socket, &mut rotated_socket] {
-        let closing = socket.closed_by_server(WITHIN_FIVE_SECONDS).await;
-        assert_eq!(closing["reason"], "session_revoked");
+        assert_closed_within_five_seconds_as(socket, "session_revoked").await;
     }
     app.stop().await;
 }
