@@ -60,7 +60,6 @@ enum Availability {
 }
 
 #[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
 struct LogHealth {
     /// `postgres` (the embedded log) or `iggy`.
     backend: &'static str,
