@@ -141,7 +141,17 @@ async fn copy_topic(
 ) -> anyhow::Result<u64> {
     let mut next = 0;
     loop {
-        let records = source.read(topic, next, COPY_BATCH).await?;
+        let page = source.read_page(topic, next, COPY_BATCH).await?;
+        let resumes_at = page
+            .records
+            .first()
+            .map_or(page.next_offset, |first| first.offset);
+        ensure!(
+            resumes_at == next,
+            "{topic}: the source has a hole at offsets {next}..{resumes_at} (an append cut short by a crash); \
+             the copy cannot leave one, so every event after it would get another offset"
+        );
+        let records = page.records;
         let Some(last) = records.last() else {
             return Ok(next);
         };

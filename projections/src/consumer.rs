@@ -94,12 +94,15 @@ impl LogConsumer {
             }
         };
         self.next_offset = Some(from);
-        let records = self.log.read(self.topic, from, self.batch_size).await?;
-        if records.is_empty() {
+        let page = self
+            .log
+            .read_page(self.topic, from, self.batch_size)
+            .await?;
+        if page.next_offset == from {
             return Ok(PollOutcome::CaughtUp { next_offset: from });
         }
         let (mut handled, mut skipped, mut next_offset) = (0, 0, from);
-        for record in &records {
+        for record in &page.records {
             match Event::decode(&record.payload) {
                 Ok(event) => {
                     tracing::debug!(consumer = %self.name, topic = %self.topic, offset = record.offset,
@@ -122,6 +125,8 @@ impl LogConsumer {
             }
             next_offset = record.offset + 1;
         }
+        // Past the last record, or past a hole that has none.
+        let next_offset = page.next_offset;
         self.commit(next_offset).await?;
         Ok(PollOutcome::Advanced {
             handled,

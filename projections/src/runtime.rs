@@ -159,13 +159,14 @@ impl<P: Projector> ProjectorRunner<P> {
             });
         }
         let from = next as u64;
-        let records = self.log.read(topic, from, self.batch_size).await?;
-        let Some(last) = records.last() else {
+        let page = self.log.read_page(topic, from, self.batch_size).await?;
+        if page.next_offset == from {
             return Ok(StepOutcome::CaughtUp { next_offset: from });
-        };
-        let next_offset = last.offset + 1;
+        }
+        // Usually past the last record; past a hole with no records at all.
+        let next_offset = page.next_offset;
         let (mut applied, mut dead_lettered) = (0, 0);
-        for record in &records {
+        for record in &page.records {
             let event = match Event::decode(&record.payload) {
                 Ok(event) => event,
                 Err(error) => {

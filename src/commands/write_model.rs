@@ -317,11 +317,17 @@ impl WriteModel {
         let mut folded = 0;
         while state.folded.next_offset < end {
             let from = state.folded.next_offset;
-            let records = self
+            let page = self
                 .log
-                .read(Topic::IncidentEvents, from, READ_BATCH)
+                .read_page(Topic::IncidentEvents, from, READ_BATCH)
                 .await?;
-            let Some(last) = records.last() else {
+            let records = page.records;
+            if records.is_empty() && page.next_offset > from {
+                // A hole in the log (see `LogPage`): nothing to fold there.
+                state.folded.next_offset = page.next_offset;
+                continue;
+            }
+            if records.is_empty() {
                 // The log said it had more. Reporting success would make a
                 // command think its event was lost; retrying will not help.
                 let problem = LogError::Inconsistent {
@@ -332,8 +338,7 @@ impl WriteModel {
                 };
                 state.problem = Some(problem.to_string());
                 return Err(problem);
-            };
-            let next_offset = last.offset + 1;
+            }
             for record in &records {
                 match Event::decode(&record.payload) {
                     Ok(event) => state.folded.apply(record.offset, &event),
@@ -344,7 +349,7 @@ impl WriteModel {
             }
             folded += records.len() as u64;
             state.events_since_snapshot += records.len() as u64;
-            state.folded.next_offset = next_offset;
+            state.folded.next_offset = page.next_offset;
         }
         state.problem = None;
         if state.events_since_snapshot >= SNAPSHOT_EVERY {

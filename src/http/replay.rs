@@ -153,11 +153,10 @@ async fn replay(
         )));
     }
     let limit = limit.min(u64::from(MAX_REPLAY_LIMIT)) as u32;
-    let records = state.log.read(topic, from_offset, limit).await?;
-    let next_offset = records
-        .last()
-        .map_or(from_offset, |record| record.offset + 1);
-    let events = records
+    let page = state.log.read_page(topic, from_offset, limit).await?;
+    let next_offset = page.next_offset;
+    let events = page
+        .records
         .iter()
         .filter_map(|record| match Event::decode(&record.payload) {
             Ok(event) => Some(ReplayedEvent { offset: record.offset, event }),

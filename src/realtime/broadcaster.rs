@@ -104,14 +104,17 @@ impl Broadcaster {
     pub async fn step(&self) -> Result<Step, LogError> {
         let mut position = self.position.lock().await;
         let next = self.known_position(&mut position).await?;
-        let records = self.log.read(Topic::IncidentEvents, next, BATCH).await?;
-        let Some(last) = records.last() else {
+        let page = self
+            .log
+            .read_page(Topic::IncidentEvents, next, BATCH)
+            .await?;
+        if page.next_offset == next {
             return Ok(Step::CaughtUp { next_offset: next });
-        };
-        let next_offset = last.offset + 1;
+        }
+        let next_offset = page.next_offset;
         self.write_model.catch_up_to(next_offset).await?;
         let mut events = 0;
-        for record in &records {
+        for record in &page.records {
             let Some((event, outgoing)) = self.accepted(record).await else {
                 continue;
             };
@@ -265,32 +268,27 @@ impl Broadcaster {
         }
         self.write_model.catch_up_to(target).await?;
         while from < target {
-            let records = self
+            let page = self
                 .log
-                .read(
+                .read_page(
                     Topic::IncidentEvents,
                     from,
                     BATCH.min((target - from) as u32),
                 )
                 .await?;
-            match records.first() {
-                Some(first) if first.offset == from => {}
-                Some(first) => {
-                    replay.incomplete = Some(format!(
-                        "the log no longer holds offsets {from} to {}",
-                        first.offset - 1
-                    ));
-                    return Ok(());
-                }
-                None => {
-                    return Err(LogError::Unavailable {
-                        backend: self.log.backend_name(),
-                        reason: format!("incident-events ended at {from}, before {target}"),
-                    });
-                }
+            if page.next_offset == from {
+                return Err(LogError::Unavailable {
+                    backend: self.log.backend_name(),
+                    reason: format!("incident-events ended at {from}, before {target}"),
+                });
             }
-            for record in records.iter().take_while(|record| record.offset < target) {
-                from = record.offset + 1;
+            // Past a hole the page starts later than `from`: those offsets
+            // never held an event, so there is nothing to miss.
+            for record in page
+                .records
+                .iter()
+                .take_while(|record| record.offset < target)
+            {
                 let Some((_, outgoing)) = self.accepted(record).await else {
                     continue;
                 };
@@ -306,6 +304,7 @@ impl Broadcaster {
                     replay.count += 1;
                 }
             }
+            from = page.next_offset.min(target);
             replay.from = Some(from);
         }
         Ok(())

@@ -218,10 +218,11 @@ impl PresenceProjector {
     /// Folds the next batch; broadcasts `presence:online` if it changed.
     /// Returns how many events it read.
     pub async fn step(&mut self) -> Result<usize, LogError> {
-        let records = self
+        let page = self
             .log
-            .read(Topic::PresenceEvents, self.next_offset, 1000)
+            .read_page(Topic::PresenceEvents, self.next_offset, 1000)
             .await?;
+        let records = page.records;
         let mut changed = false;
         for record in &records {
             match Event::decode(&record.payload) {
@@ -230,8 +231,8 @@ impl PresenceProjector {
                     tracing::warn!(offset = record.offset, %error, "presence skips an undecodable event")
                 }
             }
-            self.next_offset = record.offset + 1;
         }
+        self.next_offset = page.next_offset;
         if changed {
             let list = self.online_list().await;
             *self

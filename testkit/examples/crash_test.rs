@@ -440,10 +440,12 @@ async fn check_exactly_once(
     let (mut copies, mut next) = (0usize, 0u64);
     let end = log.log_end(Topic::IncidentEvents).await?;
     while next < end {
-        let records = log.read(Topic::IncidentEvents, next, 1000).await?;
-        let Some(last) = records.last() else { break };
-        next = last.offset + 1;
-        for record in records {
+        let page = log.read_page(Topic::IncidentEvents, next, 1000).await?;
+        if page.next_offset == next {
+            break;
+        }
+        next = page.next_offset;
+        for record in page.records {
             let event = Event::decode(&record.payload)?;
             if fold.apply(&event) != FoldOutcome::Applied {
                 copies += 1;

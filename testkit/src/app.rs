@@ -342,17 +342,17 @@ impl TestApp {
     /// Every record of `topic`, from offset 0.
     pub async fn records(&self, topic: Topic) -> Vec<LogRecord> {
         let log = self.log().await;
-        let mut records = Vec::new();
+        let (mut records, mut from) = (Vec::new(), 0);
         loop {
-            let from = records.last().map_or(0, |last: &LogRecord| last.offset + 1);
-            let batch = log
-                .read(topic, from, MAX_READ_LIMIT)
+            let page = log
+                .read_page(topic, from, MAX_READ_LIMIT)
                 .await
                 .expect("the log reads");
-            if batch.is_empty() {
+            if page.next_offset == from {
                 return records;
             }
-            records.extend(batch);
+            from = page.next_offset;
+            records.extend(page.records);
         }
     }
 

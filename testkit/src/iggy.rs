@@ -128,6 +128,54 @@ impl IggyServer {
         self.wait_until_listening().await;
     }
 
+    /// Leaves the data directory as `kill -9` does when it strikes between
+    /// the two writes of an append: Iggy writes a batch's messages, then
+    /// their index entries, so the last `lost` messages of the partition
+    /// holding `messages_in_partition` keep their bytes but lose their
+    /// entries. Call it while the server is down (after
+    /// [`IggyServer::kill_9`]).
+    ///
+    /// # Panics
+    ///
+    /// On a server this test did not start, or unless exactly one partition
+    /// holds that many messages.
+    pub fn tear_last_appends(&mut self, messages_in_partition: usize, lost: usize) {
+        // (relative offset u32, end position u32, timestamp u64)
+        const INDEX_ENTRY: u64 = 16;
+        let process = self
+            .process
+            .as_mut()
+            .expect("tear_last_appends needs a local iggy-server process");
+        let mut indexes = Vec::new();
+        let mut pending = vec![process.data_dir.join("data")];
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir).expect("read the Iggy data directory") {
+                let path = entry.expect("a directory entry").path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else if path.extension().is_some_and(|ext| ext == "index") {
+                    indexes.push(path);
+                }
+            }
+        }
+        let wanted = messages_in_partition as u64 * INDEX_ENTRY;
+        let matching: Vec<_> = indexes
+            .into_iter()
+            .filter(|path| std::fs::metadata(path).is_ok_and(|meta| meta.len() == wanted))
+            .collect();
+        let [index_path] = matching.as_slice() else {
+            panic!(
+                "expected one partition with {messages_in_partition} messages, found {matching:?}"
+            );
+        };
+        let kept = (messages_in_partition - lost) as u64 * INDEX_ENTRY;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(index_path)
+            .and_then(|index| index.set_len(kept))
+            .expect("truncate the index file");
+    }
+
     async fn wait_until_listening(&mut self) {
         let Some(process) = self.process.as_mut() else {
             return;

@@ -52,7 +52,8 @@ pub use app::{
 pub use backend::{LogLocation, TestBackend};
 pub use database::TestDatabase;
 pub use iggy::{
-    IGGY_IGNORE_REASON, IGGY_PROCESS_IGNORE_REASON, IggyServer, free_port, iggy_available,
+    IGGY_IGNORE_REASON, IGGY_PROCESS_IGNORE_REASON, IggyServer, free_port, fresh_stream_name,
+    iggy_available,
 };
 pub use polling::PollingSocket;
 pub use requests::ReportIncident;

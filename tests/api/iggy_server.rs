@@ -186,6 +186,76 @@ async fn an_unavailable_iggy_error_does_not_show_the_password() {
     log.shutdown().await;
 }
 
+/// What `kill -9` leaves when it strikes mid-append, between Iggy's write of
+/// a batch's messages and of their index entries: the restarted server ends
+/// the log at the last indexed message (3), and the first message appended
+/// after it lands at an offset that can never be read — a *hole* — while
+/// later ones read normally. Readers step over the hole, at the tail and
+/// once messages follow; the append that fell into it is answered "outcome
+/// unknown", as any append that cannot be found, and the next lands after
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs iggy-server on PATH (scripts/test runs it when it is)"]
+async fn iggy_process_readers_step_over_a_hole_left_by_a_crash_mid_append() {
+    let (mut server, log) = local_server_and_log().await;
+    let written: Vec<LogMessage> = (0..5).map(message).collect();
+    for message in &written {
+        log.append(Topic::IncidentEvents, std::slice::from_ref(message))
+            .await
+            .unwrap();
+    }
+    server.kill_9();
+    server.tear_last_appends(5, 2);
+    server.restart().await;
+
+    let first = eventually(
+        "the log answers after the restart",
+        Duration::from_secs(30),
+        || async { log.read_page(Topic::IncidentEvents, 0, 100).await.ok() },
+    )
+    .await;
+    assert_eq!(offsets(&first.records), [0, 1, 2]);
+    assert_eq!(first.next_offset, 3);
+    assert_eq!(log.log_end(Topic::IncidentEvents).await.unwrap(), 3);
+
+    let into_the_hole = message(5);
+    let unknown = log
+        .append(Topic::IncidentEvents, std::slice::from_ref(&into_the_hole))
+        .await
+        .unwrap_err();
+    assert!(unknown.is_unavailable(), "{unknown}");
+    assert_eq!(log.log_end(Topic::IncidentEvents).await.unwrap(), 4);
+    let tail = log.read_page(Topic::IncidentEvents, 3, 100).await.unwrap();
+    assert!(tail.records.is_empty());
+    assert_eq!(tail.next_offset, 4, "a hole at the end is stepped over");
+
+    let after = message(6);
+    let appended = log
+        .append(Topic::IncidentEvents, std::slice::from_ref(&after))
+        .await
+        .unwrap();
+    assert_eq!(appended, [4]);
+    let page = log.read_page(Topic::IncidentEvents, 3, 100).await.unwrap();
+    assert_eq!(offsets(&page.records), [4], "a hole is stepped over");
+    assert_eq!(page.next_offset, 5);
+    let mut ids = Vec::new();
+    let mut from = 0;
+    while from < 5 {
+        let page = log
+            .read_page(Topic::IncidentEvents, from, 100)
+            .await
+            .unwrap();
+        ids.extend(page.records.iter().map(|record| record.id));
+        from = page.next_offset;
+    }
+    assert_eq!(ids, [written[0].id, written[1].id, written[2].id, after.id]);
+    log.shutdown().await;
+}
+
+fn offsets(records: &[LogRecord]) -> Vec<u64> {
+    records.iter().map(|record| record.offset).collect()
+}
+
 async fn wait_for_read(log: &EventLog, count: usize) -> Vec<LogRecord> {
     let records = eventually(
         "the log is readable after the restart",

@@ -105,6 +105,26 @@ async fn reading_past_the_end_returns_nothing(backend: &TestBackend) {
     log.shutdown().await;
 }
 
+/// A page says where to read next: past its last record, or where it was
+/// asked to start when it is at the end (a cursor then waits there).
+async fn a_page_says_where_to_read_next(backend: &TestBackend) {
+    let log = backend.open_log().await;
+    let empty = log.read_page(Topic::AuthEvents, 0, 10).await.unwrap();
+    assert_eq!((empty.records.len(), empty.next_offset), (0, 0));
+    append_numbered(&log, Topic::AuthEvents, 5).await;
+
+    let first = log.read_page(Topic::AuthEvents, 0, 3).await.unwrap();
+    assert_eq!(first.records.len(), 3);
+    assert_eq!(first.next_offset, 3);
+    let rest = log.read_page(Topic::AuthEvents, 3, 10).await.unwrap();
+    assert_eq!(rest.records.len(), 2);
+    assert_eq!(rest.next_offset, 5);
+    let at_the_end = log.read_page(Topic::AuthEvents, 5, 10).await.unwrap();
+    assert!(at_the_end.records.is_empty());
+    assert_eq!(at_the_end.next_offset, 5);
+    log.shutdown().await;
+}
+
 async fn read_limits_cap_the_batch(backend: &TestBackend) {
     let log = backend.open_log().await;
     append_numbered(&log, Topic::PresenceEvents, 7).await;
@@ -426,6 +446,7 @@ marauders_testkit::on_both_backends!(
     appends_and_reads_back_in_order,
     reads_from_any_offset,
     reading_past_the_end_returns_nothing,
+    a_page_says_where_to_read_next,
     read_limits_cap_the_batch,
     log_end_counts_each_topic_separately,
     consumer_offsets_are_kept_per_consumer_and_topic,

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use marauders_map::commands::WriteModel;
 use marauders_map::domain::{Location, Role, Severity};
 use marauders_map::incident::IncidentFold;
-use marauders_testkit::{IggyServer, ReportIncident, StoppedApp, TestApp, TestUser, eventually};
+use marauders_map::log::{EventLog, LogConfig, LogMessage, Topic};
+use marauders_testkit::{
+    IggyServer, ReportIncident, StoppedApp, TestApp, TestUser, eventually, fresh_stream_name,
+};
 
 async fn report_and_resolve(app: &TestApp, who: &TestUser, count: usize) {
     for n in 0..count {
@@ -173,4 +176,88 @@ async fn iggy_process_commands_work_again_after_iggy_restarts() {
     )
     .await;
     app.stop().await;
+}
+
+/// A crash mid-append leaves offsets without messages on Iggy (see
+/// `iggy_process_readers_step_over_a_hole_left_by_a_crash_mid_append`). A
+/// service that starts on such a log folds past the hole: commands and
+/// queries work, a retried command takes effect once, and the write model
+/// reports no problem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs iggy-server on PATH (scripts/test runs it when it is)"]
+async fn iggy_process_a_service_on_a_log_with_a_hole_serves_commands() {
+    let mut server = IggyServer::start().await;
+    let stream = fresh_stream_name();
+    let before = TestApp::builder()
+        .iggy_stream(&server.url, &stream)
+        .spawn()
+        .await;
+    let cho = before.user(Role::Student).await;
+    for _ in 0..3 {
+        before.reported(&cho, dementors()).await;
+    }
+    before.stop().await;
+    // Two appends in flight when Iggy is killed: numbered, never written.
+    let log = EventLog::open(LogConfig::Iggy(server.config(&stream)))
+        .await
+        .unwrap();
+    log.wait_until_ready(Duration::from_secs(20)).await.unwrap();
+    let in_flight: Vec<LogMessage> = (0..2)
+        .map(|n| LogMessage {
+            id: uuid::Uuid::now_v7(),
+            payload: format!("cut short {n}").into(),
+        })
+        .collect();
+    log.append(Topic::IncidentEvents, &in_flight).await.unwrap();
+    log.shutdown().await;
+    server.kill_9();
+    server.tear_last_appends(5, 2);
+    server.restart().await;
+
+    let after = TestApp::builder()
+        .iggy_stream(&server.url, &stream)
+        .spawn()
+        .await;
+    let hannah = after.user(Role::Student).await;
+    // The first append after such a crash may land where it cannot be read:
+    // then the answer is "outcome unknown" (503), and the client's retry
+    // with the same key takes effect — once.
+    let mut answer = after
+        .report_incident_with_key(&hannah, dementors(), "after-the-crash")
+        .await;
+    if answer.status == 503 {
+        answer = after
+            .report_incident_with_key(&hannah, dementors(), "after-the-crash")
+            .await;
+    }
+    let offset = answer.assert_status(201).event_offset();
+
+    let listed = after
+        .list_incidents(&hannah, &format!("minOffset={offset}"))
+        .await
+        .assert_status(200);
+    assert_eq!(
+        listed.items().len(),
+        4,
+        "three from before the crash and one after"
+    );
+    let end = after
+        .log()
+        .await
+        .log_end(Topic::IncidentEvents)
+        .await
+        .unwrap();
+    let health = after.get("/health").await.assert_status(200);
+    assert_eq!(
+        health.body["writeModel"]["nextOffset"], end,
+        "{}",
+        health.body
+    );
+    assert_eq!(
+        health.body["writeModel"]["problem"],
+        serde_json::Value::Null,
+        "{}",
+        health.body
+    );
+    after.stop().await;
 }

@@ -5,7 +5,7 @@
 //! Iggy message whose id is the event's UUID. Consumer offsets are Iggy's own
 //! consumer offsets.
 //!
-//! Three things Iggy does not do for us, and how this module does them:
+//! Four things Iggy does not do for us, and how this module does them:
 //!
 //! - **Offsets of an append.** `send_messages` acknowledges without saying
 //!   where the messages landed, and another instance may append at the same
@@ -17,6 +17,10 @@
 //!   connection error or timeout throw the client away and connect afresh on
 //!   the next call — so a down server means a prompt
 //!   [`LogError::Unavailable`], and service resumes by itself when it returns.
+//! - **Reading across a crash.** A `kill -9` mid-append leaves numbered
+//!   offsets that cannot be read, and a poll that reaches one returns
+//!   nothing. `read_page` shortens such a read, probes past the
+//!   hole and remembers it (see [`LogPage`]).
 //! - **Waking readers.** Iggy has no push. One tailer task per process asks
 //!   the server for the log end of the topics somebody is waiting on, every
 //!   `tail_interval` (5 ms by default), and advances the shared
@@ -27,6 +31,7 @@
 //! `IGGY_SYSTEM_PARTITION_ENFORCE_FSYNC=true` so an acknowledged append is on
 //! disk (see ARCHITECTURE.md for the cost).
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -42,8 +47,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    ConsumerName, LogEndWatch, LogError, LogId, LogMessage, LogRecord, MAX_READ_LIMIT, STREAM_NAME,
-    Topic,
+    ConsumerName, LogEndWatch, LogError, LogId, LogMessage, LogPage, LogRecord, MAX_READ_LIMIT,
+    STREAM_NAME, Topic,
 };
 
 pub const BACKEND: &str = "iggy";
@@ -96,6 +101,44 @@ impl IggyConfig {
     }
 }
 
+/// The holes this process has found (see [`LogPage`]), so each is probed
+/// for once: a hole never fills, and every reader that starts before it
+/// would otherwise probe it again.
+#[derive(Default)]
+struct Holes(std::sync::Mutex<[Vec<Range<u64>>; 3]>);
+
+impl Holes {
+    /// Where to read instead of `from`: past the hole it falls in, if any.
+    fn step_over(&self, topic: Topic, from: u64) -> u64 {
+        let holes = self.0.lock().expect("the hole list is never poisoned");
+        holes[topic.index()]
+            .iter()
+            .find(|hole| hole.contains(&from))
+            .map_or(from, |hole| hole.end)
+    }
+
+    /// `limit`, shortened so a read from `from` stops before the next hole
+    /// (a poll that reaches into one returns nothing).
+    fn limit_before(&self, topic: Topic, from: u64, limit: u32) -> u32 {
+        let holes = self.0.lock().expect("the hole list is never poisoned");
+        holes[topic.index()]
+            .iter()
+            .filter(|hole| hole.start > from)
+            .map(|hole| hole.start - from)
+            .min()
+            .map_or(limit, |room| {
+                limit.min(u32::try_from(room).unwrap_or(u32::MAX))
+            })
+    }
+
+    fn record(&self, topic: Topic, hole: Range<u64>) {
+        tracing::warn!(%topic, from = hole.start, to = hole.end,
+            "the log has a hole: offsets numbered without a message (an append cut short by a crash); readers step over it");
+        let mut holes = self.0.lock().expect("the hole list is never poisoned");
+        holes[topic.index()].push(hole);
+    }
+}
+
 #[derive(Clone)]
 pub struct IggyLog {
     inner: Arc<Inner>,
@@ -114,6 +157,7 @@ struct Inner {
     reader: Connection,
     tailer: Connection,
     watch: LogEndWatch,
+    holes: Holes,
     /// Set once connected with the stream and topics in place.
     ready: AtomicBool,
     ready_changed: Notify,
@@ -139,6 +183,7 @@ impl IggyLog {
             tailer: Connection::new(&connection_string),
             config,
             watch: LogEndWatch::default(),
+            holes: Holes::default(),
             ready: AtomicBool::new(false),
             ready_changed: Notify::new(),
             stop: CancellationToken::new(),
@@ -361,6 +406,12 @@ impl IggyLog {
                 .await
         })
         .await?;
+        // Acknowledged: the log now reaches at least this far. Readers need
+        // to know, or they would take a hole in front of our messages for
+        // the end of the log (see `read_page`).
+        self.inner
+            .watch
+            .advance(topic, known_end + messages.len() as u64);
         let ids: Vec<Uuid> = messages.iter().map(|message| message.id).collect();
         self.find_offsets_of(topic, &ids, known_end).await
     }
@@ -376,7 +427,14 @@ impl IggyLog {
         let mut offsets: Vec<Option<u64>> = vec![None; ids.len()];
         let mut fell_back = false;
         loop {
-            let records = self.read(topic, from, MAX_READ_LIMIT.min(1000)).await?;
+            let page = self
+                .read_page(topic, from, MAX_READ_LIMIT.min(1000))
+                .await?;
+            let records = page.records;
+            if records.is_empty() && page.next_offset > from {
+                from = page.next_offset;
+                continue;
+            }
             if records.is_empty() {
                 // Not there though the server acknowledged it: our lower
                 // bound was wrong (the server lost messages it had
@@ -410,19 +468,72 @@ impl IggyLog {
             if offsets.iter().all(Option::is_some) {
                 return Ok(offsets.into_iter().flatten().collect());
             }
-            from = records.last().map_or(from, |record| record.offset + 1);
+            from = page.next_offset;
         }
     }
 
-    pub(super) async fn read(
+    pub(super) async fn read_page(
         &self,
         topic: Topic,
         from_offset: u64,
         limit: u32,
-    ) -> Result<Vec<LogRecord>, LogError> {
+    ) -> Result<LogPage, LogError> {
         self.ensure_ready()?;
-        self.poll(&self.inner.topic_ids[topic.index()], from_offset, limit)
-            .await
+        let topic_id = &self.inner.topic_ids[topic.index()];
+        let from = self.inner.holes.step_over(topic, from_offset);
+        let limit = self.inner.holes.limit_before(topic, from, limit);
+        let records = self.poll(topic_id, from, limit).await?;
+        if !records.is_empty() || from >= self.inner.watch.current(topic) {
+            return Ok(LogPage::contiguous(records, from));
+        }
+        // Nothing at `from`, yet the log reached past it. Either it was
+        // appended just now, or there is a hole (see `LogPage`) at or after
+        // `from`: after a crash Iggy takes a segment's end from its index, so
+        // offsets whose bytes never reached the file stay numbered, and a
+        // poll whose range meets them returns nothing at all.
+        let end = self.log_end(topic).await?;
+        let records = self.poll(topic_id, from, limit).await?;
+        if !records.is_empty() || from >= end {
+            return Ok(LogPage::contiguous(records, from));
+        }
+        // Whatever is below `end` was readable before we asked for `end`
+        // (the server counts a message only once it can be read), so this
+        // is a hole, not a race. Read up to it, or find where it ends.
+        let records = self.readable_prefix(topic_id, from, limit).await?;
+        if !records.is_empty() {
+            return Ok(LogPage::contiguous(records, from));
+        }
+        for probe in from + 1..end {
+            if self.poll(topic_id, probe, 1).await?.is_empty() {
+                continue;
+            }
+            self.inner.holes.record(topic, from..probe);
+            let records = self.readable_prefix(topic_id, probe, limit).await?;
+            return Ok(LogPage::contiguous(records, probe));
+        }
+        self.inner.holes.record(topic, from..end);
+        Ok(LogPage {
+            records: Vec::new(),
+            next_offset: end,
+        })
+    }
+
+    /// The longest run from `from` that polls without meeting a hole:
+    /// halving `limit` until the server returns something (empty if `from`
+    /// itself is in a hole).
+    async fn readable_prefix(
+        &self,
+        topic_id: &Identifier,
+        from: u64,
+        mut limit: u32,
+    ) -> Result<Vec<LogRecord>, LogError> {
+        loop {
+            let records = self.poll(topic_id, from, limit).await?;
+            if !records.is_empty() || limit == 1 {
+                return Ok(records);
+            }
+            limit = (limit / 2).max(1);
+        }
     }
 
     async fn poll(

@@ -120,6 +120,36 @@ pub struct LogRecord {
     pub payload: Bytes,
 }
 
+/// What one [`EventLog::read_page`] returns: the records, and where the
+/// reader goes next.
+///
+/// `next_offset` is the last record's offset + 1, or `from_offset` when
+/// nothing was read at the end of the log — except across a *hole*: offsets
+/// the log has numbered but holds no message for. Iggy leaves one when it is
+/// killed while an append is half written (the index survived, the message
+/// did not; nobody was ever told that append succeeded). Reading from a hole
+/// returns the records after it, and `next_offset` steps over a hole that
+/// reaches the end of the log, so a cursor never waits at an offset that
+/// will never be filled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPage {
+    pub records: Vec<LogRecord>,
+    pub next_offset: u64,
+}
+
+impl LogPage {
+    /// A page of `records` read from `from_offset`, on a log without holes.
+    pub fn contiguous(records: Vec<LogRecord>, from_offset: u64) -> LogPage {
+        let next_offset = records
+            .last()
+            .map_or(from_offset, |record| record.offset + 1);
+        LogPage {
+            records,
+            next_offset,
+        }
+    }
+}
+
 /// The name under which a consumer stores its offset, e.g. `read-model`.
 /// 1–100 characters of `a-z`, `0-9`, `-`, `_` and `.`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -318,21 +348,36 @@ impl EventLog {
     }
 
     /// Reads up to `limit` messages with offset ≥ `from_offset`, in offset
-    /// order. Past the end of the log the result is empty.
+    /// order. Past the end of the log the result is empty. A reader that
+    /// keeps a position uses [`EventLog::read_page`] instead.
     pub async fn read(
         &self,
         topic: Topic,
         from_offset: u64,
         limit: u32,
     ) -> Result<Vec<LogRecord>, LogError> {
+        Ok(self.read_page(topic, from_offset, limit).await?.records)
+    }
+
+    /// Like [`EventLog::read`], and says where to read next (see
+    /// [`LogPage`]): the one way to walk the log that steps over holes.
+    pub async fn read_page(
+        &self,
+        topic: Topic,
+        from_offset: u64,
+        limit: u32,
+    ) -> Result<LogPage, LogError> {
         if limit == 0 || limit > MAX_READ_LIMIT {
             return Err(LogError::InvalidRequest(format!(
                 "read limit must be between 1 and {MAX_READ_LIMIT}, got {limit}"
             )));
         }
         match self {
-            EventLog::Postgres(log) => log.read(topic, from_offset, limit).await,
-            EventLog::Iggy(log) => log.read(topic, from_offset, limit).await,
+            EventLog::Postgres(log) => Ok(LogPage::contiguous(
+                log.read(topic, from_offset, limit).await?,
+                from_offset,
+            )),
+            EventLog::Iggy(log) => log.read_page(topic, from_offset, limit).await,
         }
     }
 
