@@ -60,6 +60,7 @@ enum Availability {
 }
 
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 struct LogHealth {
     /// `postgres` (the embedded log) or `iggy`.
     backend: &'static str,

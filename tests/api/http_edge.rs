@@ -17,6 +17,10 @@ async fn health_reports_the_database_and_the_embedded_log() {
     assert_eq!(health.body["database"], "up");
     assert_eq!(health.body["log"]["backend"], "postgres");
     assert_eq!(health.body["log"]["topics"]["incident-events"]["logEnd"], 0);
+    let log_id = health.body["log"]["logId"]
+        .as_str()
+        .expect("the log's identity, as logId");
+    assert!(log_id.parse::<uuid::Uuid>().is_ok(), "logId {log_id}");
     app.stop().await;
 }
 
