@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::commands::{CommandHandler, Faults, WriteModel};
 use crate::config::{Config, ServeConfig};
 use crate::database;
+use crate::http::deadline::Deadlines;
 use crate::http::{self, AppState};
 use crate::identity::tokens::{JwtKeys, load_or_create_jwt_secret};
 use crate::log::EventLog;
@@ -79,7 +80,10 @@ impl Application {
             // catches up from where it is.
             Err(error) => tracing::warn!(%error, "write model not rebuilt yet"),
         }
-        let commands = Arc::new(CommandHandler::new(log.clone(), write_model.clone()));
+        let commands = Arc::new(
+            CommandHandler::new(log.clone(), write_model.clone())
+                .with_deadline(serve.request_deadline()),
+        );
         let projections = Arc::new(Projections::new(log.clone(), pool.clone()));
         if !http::web::page_is_built(&serve.web_dir) {
             tracing::warn!(
@@ -115,6 +119,10 @@ impl Application {
                 projections,
                 http_metrics: Arc::default(),
                 web_dir: serve.web_dir.as_path().into(),
+                deadlines: Deadlines {
+                    request: serve.request_deadline(),
+                    database: config.database_timeout(),
+                },
             },
         })
     }
@@ -210,7 +218,7 @@ impl Application {
 /// Connects to PostgreSQL, applies migrations and opens the configured log
 /// (Iggy when `IGGY_URL` is set, the embedded log otherwise).
 pub async fn connect_database_and_log(config: &Config) -> anyhow::Result<(PgPool, EventLog)> {
-    let pool = database::connect(&config.database_url).await?;
+    let pool = database::connect(&config.database_url, config.database_timeout()).await?;
     database::run_migrations(&pool).await?;
     let log = EventLog::open(config.log_config(&pool))
         .await

@@ -9,6 +9,7 @@ use clap::Args;
 
 use crate::identity::tokens::ACCESS_TOKEN_TTL;
 use crate::log::LogConfig;
+use crate::log::breaker::BreakerSettings;
 use crate::log::iggy::IggyConfig;
 use crate::realtime::expiry::SESSION_CHECK_INTERVAL;
 
@@ -46,6 +47,41 @@ pub struct Config {
     #[arg(long, global = true, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
+    /// The longest one call to Iggy may take, all told: waiting for a
+    /// connection, connecting, and the request.
+    #[arg(
+        long,
+        global = true,
+        env = "IGGY_REQUEST_TIMEOUT_MS",
+        default_value_t = 2_000
+    )]
+    pub iggy_request_timeout_ms: u64,
+
+    /// The longest a PostgreSQL connection is waited for, and the longest a
+    /// connection handed back after an interrupted query may take to answer
+    /// a ping before it is closed instead of reused.
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_TIMEOUT_MS",
+        default_value_t = 2_000
+    )]
+    pub database_timeout_ms: u64,
+
+    /// Once Iggy is found down, calls fail at once for this long before one
+    /// probe may try again; the wait doubles with each failed probe.
+    #[arg(long, global = true, env = "BREAKER_BACKOFF_MS", default_value_t = 500)]
+    pub breaker_backoff_ms: u64,
+
+    /// The longest wait between probes of a dependency that is down.
+    #[arg(
+        long,
+        global = true,
+        env = "BREAKER_MAX_BACKOFF_MS",
+        default_value_t = 5_000
+    )]
+    pub breaker_max_backoff_ms: u64,
+
     /// Log filter in `tracing` syntax, e.g. `info` or
     /// `marauders_map=debug,info`.
     #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
@@ -72,6 +108,19 @@ pub struct ServeConfig {
         default_value_t = 10
     )]
     pub iggy_startup_wait_secs: u64,
+
+    /// The longest a request may take before it is answered 503 with
+    /// `Retry-After`: a command waiting for its incident, appending and
+    /// confirming; a query waiting for the database or the read model.
+    /// Kept below 5 s, the promise that no request waits longer on a
+    /// dependency that is down.
+    #[arg(
+        long,
+        global = true,
+        env = "REQUEST_DEADLINE_MS",
+        default_value_t = 4_500
+    )]
+    pub request_deadline_ms: u64,
 
     /// Serve without running the projectors in this process (run them with
     /// `marauders-map project <name>` instead).
@@ -120,15 +169,32 @@ impl ServeConfig {
     pub fn session_check_interval(&self) -> Duration {
         Duration::from_millis(self.session_check_interval_ms)
     }
+
+    pub fn request_deadline(&self) -> Duration {
+        Duration::from_millis(self.request_deadline_ms)
+    }
 }
 
 impl Config {
+    pub fn database_timeout(&self) -> Duration {
+        Duration::from_millis(self.database_timeout_ms)
+    }
+
+    pub fn breaker(&self) -> BreakerSettings {
+        BreakerSettings {
+            base_backoff: Duration::from_millis(self.breaker_backoff_ms),
+            max_backoff: Duration::from_millis(self.breaker_max_backoff_ms),
+        }
+    }
+
     /// Which log backend to open, over the given pool for the embedded one.
     pub fn log_config(&self, pool: &sqlx::PgPool) -> LogConfig {
         match &self.iggy_url {
             Some(url) if !url.trim().is_empty() => {
                 let mut iggy = IggyConfig::new(url.trim());
                 iggy.stream = self.iggy_stream.clone();
+                iggy.request_timeout = Duration::from_millis(self.iggy_request_timeout_ms);
+                iggy.breaker = self.breaker();
                 LogConfig::Iggy(iggy)
             }
             _ => LogConfig::Postgres(pool.clone()),

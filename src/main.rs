@@ -94,13 +94,15 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Some(Command::Migrate) => {
-            let pool = database::connect(&cli.config.database_url).await?;
+            let pool =
+                database::connect(&cli.config.database_url, cli.config.database_timeout()).await?;
             database::run_migrations(&pool).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
         Some(Command::User(UserCommand::Promote { email, role })) => {
-            let pool = database::connect(&cli.config.database_url).await?;
+            let pool =
+                database::connect(&cli.config.database_url, cli.config.database_timeout()).await?;
             database::run_migrations(&pool).await?;
             let (account, old_role) = accounts::change_role(&pool, &email, role).await?;
             if old_role == role {
@@ -162,7 +164,8 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Log(LogCommand::Migrate { to })) => {
-            let pool = database::connect(&cli.config.database_url).await?;
+            let pool =
+                database::connect(&cli.config.database_url, cli.config.database_timeout()).await?;
             database::run_migrations(&pool).await?;
             let mut target = marauders_map::log::iggy::IggyConfig::new(to.trim());
             target.stream = cli.config.iggy_stream.clone();

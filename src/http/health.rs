@@ -15,6 +15,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::openapi::tags;
 use crate::log::Topic;
+use crate::log::breaker::BreakerReport;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(health))
@@ -72,6 +73,11 @@ struct LogHealth {
     /// Each topic's end (its next offset), by topic name; empty while the
     /// log is down.
     topics: BTreeMap<String, TopicHealth>,
+    /// The log server's circuit breaker (Iggy only: the embedded log is the
+    /// database).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    breaker: Option<BreakerReport>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -91,21 +97,30 @@ struct TopicHealth {
     ),
 )]
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
-    let database_up = sqlx::query("SELECT 1").execute(&state.pool).await.is_ok();
-    let mut topics = BTreeMap::new();
-    let mut log_up = true;
-    for topic in Topic::ALL {
-        match state.log.log_end(topic).await {
-            Ok(log_end) => {
-                topics.insert(topic.name().to_owned(), TopicHealth { log_end });
-            }
-            Err(_) => {
-                log_up = false;
-                topics.clear();
-                break;
-            }
-        }
-    }
+    // Everything at once, each check within its own deadline: a frozen
+    // database or log costs one deadline, and /health still says which.
+    let database_timeout = state.deadlines.database;
+    let database_check = tokio::time::timeout(
+        database_timeout,
+        sqlx::query("SELECT 1").execute(&state.pool),
+    );
+    let projections_check = tokio::time::timeout(database_timeout, state.projections.status());
+    let log_check = futures::future::join_all(Topic::ALL.map(|topic| state.log.log_end(topic)));
+    let (database_answer, projections_answer, ends) =
+        tokio::join!(database_check, projections_check, log_check);
+    let database_up = matches!(database_answer, Ok(Ok(_)));
+    let log_up = ends.iter().all(Result::is_ok);
+    let topics: BTreeMap<String, TopicHealth> = if log_up {
+        Topic::ALL
+            .iter()
+            .zip(ends)
+            .filter_map(|(topic, end)| {
+                Some((topic.name().to_owned(), TopicHealth { log_end: end.ok()? }))
+            })
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
     let availability = |up: bool| {
         if up {
             Availability::Up
@@ -114,12 +129,13 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport
         }
     };
     let write_model = state.write_model.health().await;
-    let projection_problems: BTreeMap<String, String> = match state.projections.status().await {
-        Ok(statuses) => statuses
+    let projection_problems: BTreeMap<String, String> = match projections_answer {
+        Ok(Ok(statuses)) => statuses
             .into_iter()
             .filter_map(|status| Some((status.name.to_owned(), status.problem?)))
             .collect(),
-        Err(_) => BTreeMap::new(),
+        // The database is down: `database` already says so.
+        Ok(Err(_)) | Err(_) => BTreeMap::new(),
     };
     let healthy =
         database_up && log_up && write_model.problem.is_none() && projection_problems.is_empty();
@@ -135,6 +151,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport
             status: availability(log_up),
             log_id: state.log.known_log_id().map(|id| id.to_string()),
             topics,
+            breaker: state.log.breaker(),
         },
         write_model: WriteModelReport {
             next_offset: write_model.next_offset,

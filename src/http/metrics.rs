@@ -19,6 +19,7 @@ use super::openapi::tags;
 use super::{ApiError, AppState};
 use crate::events::Event;
 use crate::log::Topic;
+use crate::log::breaker::BreakerState;
 
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
@@ -100,6 +101,22 @@ pub fn router() -> OpenApiRouter<AppState> {
 )]
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let mut out = String::new();
+    if let Some(breaker) = state.log.breaker() {
+        out.push_str("# HELP marauders_breaker_state Each dependency's circuit breaker: 1 for its current state.\n# TYPE marauders_breaker_state gauge\n");
+        for candidate in [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+        ] {
+            let _ = writeln!(
+                out,
+                "marauders_breaker_state{{dependency=\"{}\",state=\"{}\"}} {}",
+                state.log.backend_name(),
+                candidate.as_str(),
+                u8::from(breaker.state == candidate)
+            );
+        }
+    }
     let statuses = state
         .projections
         .status()

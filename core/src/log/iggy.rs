@@ -13,10 +13,14 @@
 //!   find our message ids.
 //! - **Never hang.** With the SDK's default unlimited reconnection a call
 //!   blocks for as long as the server is down. We connect with
-//!   `reconnection_retries=0`, bound every call with a timeout, and on a
-//!   connection error or timeout throw the client away and connect afresh on
-//!   the next call — so a down server means a prompt
-//!   [`LogError::Unavailable`], and service resumes by itself when it returns.
+//!   `reconnection_retries=0`; every call has one deadline covering the wait
+//!   for a connection, connecting and the request; one connect attempt at a
+//!   time, shared by all who wait for it; a [`Breaker`] remembers a server
+//!   found down so callers fail at once, and lets one probe through after a
+//!   backoff. A call that ran out of time tears its connection down only if
+//!   the connection fails a ping. Bulk reads, confirmations and the tailer
+//!   have connections of their own, so a slow page never delays an append's
+//!   confirmation.
 //! - **Reading across a crash.** A `kill -9` mid-append leaves numbered
 //!   offsets that cannot be read, and a poll that reaches one returns
 //!   nothing. `read_page` shortens such a read, probes past the
@@ -36,16 +40,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use iggy::prelude::{
     Client, CompressionAlgorithm, Consumer, ConsumerOffsetClient, Identifier, IggyClient,
     IggyError, IggyExpiry, IggyMessage, MaxTopicSize, MessageClient, Partitioning, PollingStrategy,
-    StreamClient, TopicClient,
+    StreamClient, SystemClient, TopicClient,
 };
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::breaker::{Breaker, BreakerReport, BreakerSettings};
 use super::{
     ConsumerName, LogEndWatch, LogError, LogId, LogMessage, LogPage, LogRecord, MAX_READ_LIMIT,
     STREAM_NAME, Topic,
@@ -69,8 +76,11 @@ pub struct IggyConfig {
     /// The stream to use; [`STREAM_NAME`] except in tests, which use a
     /// fresh stream each so they can share one server.
     pub stream: String,
-    /// The longest any single call to the server may take.
+    /// The longest any single call to the server may take, all told:
+    /// waiting for a connection, connecting, and the request.
     pub request_timeout: Duration,
+    /// When calls fail at once after Iggy was found down, and for how long.
+    pub breaker: BreakerSettings,
     /// How often the tailer asks for new messages while a reader waits.
     pub tail_interval: Duration,
     /// The identity to give the log if this process is the one that creates
@@ -85,6 +95,7 @@ impl IggyConfig {
             url: url.into(),
             stream: STREAM_NAME.to_owned(),
             request_timeout: Duration::from_secs(3),
+            breaker: BreakerSettings::default(),
             tail_interval: Duration::from_millis(5),
             identity_for_new_log: None,
         }
@@ -152,10 +163,18 @@ struct Inner {
     /// Read (or created) while getting ready; set once.
     log_id: OnceLock<LogId>,
     /// One connection per role: Iggy answers one request at a time per
-    /// connection, and a slow read must not delay an append.
-    appender: Connection,
-    reader: Connection,
-    tailer: Connection,
+    /// connection, so a bulk read (catch-up, a replay page, a projector's
+    /// batch) must not delay an append or its confirmation.
+    appender: Arc<Connection>,
+    /// Latency-critical reads: log ends and the read-back that confirms an
+    /// append.
+    confirmer: Arc<Connection>,
+    /// Bulk reads and consumer offsets.
+    reader: Arc<Connection>,
+    tailer: Arc<Connection>,
+    /// Iggy as one dependency: once a connection finds it down, every call
+    /// fails at once until a probe finds it back.
+    breaker: Arc<Breaker>,
     watch: LogEndWatch,
     holes: Holes,
     /// Set once connected with the stream and topics in place.
@@ -178,9 +197,11 @@ impl IggyLog {
             topic_ids: Topic::ALL.map(|topic| named(topic.name())),
             identity_topic_id: named(IDENTITY_TOPIC),
             log_id: OnceLock::new(),
-            appender: Connection::new(&connection_string),
-            reader: Connection::new(&connection_string),
-            tailer: Connection::new(&connection_string),
+            appender: Connection::new("appender", &connection_string),
+            confirmer: Connection::new("confirmer", &connection_string),
+            reader: Connection::new("reader", &connection_string),
+            tailer: Connection::new("tailer", &connection_string),
+            breaker: Arc::new(Breaker::new(config.breaker)),
             config,
             watch: LogEndWatch::default(),
             holes: Holes::default(),
@@ -349,7 +370,7 @@ impl IggyLog {
     }
 
     async fn read_identity(&self, topic_id: &Identifier) -> Result<Option<LogId>, LogError> {
-        let first = self.poll(topic_id, 0, 1).await?;
+        let first = self.poll(&self.inner.reader, topic_id, 0, 1).await?;
         let Some(record) = first.first() else {
             return Ok(None);
         };
@@ -428,7 +449,7 @@ impl IggyLog {
         let mut fell_back = false;
         loop {
             let page = self
-                .read_page(topic, from, MAX_READ_LIMIT.min(1000))
+                .read_page_via(&self.inner.confirmer, topic, from, MAX_READ_LIMIT.min(1000))
                 .await?;
             let records = page.records;
             if records.is_empty() && page.next_offset > from {
@@ -479,10 +500,23 @@ impl IggyLog {
         limit: u32,
     ) -> Result<LogPage, LogError> {
         self.ensure_ready()?;
+        self.read_page_via(&self.inner.reader, topic, from_offset, limit)
+            .await
+    }
+
+    /// [`IggyLog::read_page`] on the given connection (appends confirm on
+    /// their own, apart from bulk reads).
+    async fn read_page_via(
+        &self,
+        connection: &Arc<Connection>,
+        topic: Topic,
+        from_offset: u64,
+        limit: u32,
+    ) -> Result<LogPage, LogError> {
         let topic_id = &self.inner.topic_ids[topic.index()];
         let from = self.inner.holes.step_over(topic, from_offset);
         let limit = self.inner.holes.limit_before(topic, from, limit);
-        let records = self.poll(topic_id, from, limit).await?;
+        let records = self.poll(connection, topic_id, from, limit).await?;
         if !records.is_empty() || from >= self.inner.watch.current(topic) {
             return Ok(LogPage::contiguous(records, from));
         }
@@ -491,24 +525,28 @@ impl IggyLog {
         // `from`: after a crash Iggy takes a segment's end from its index, so
         // offsets whose bytes never reached the file stay numbered, and a
         // poll whose range meets them returns nothing at all.
-        let end = self.log_end(topic).await?;
-        let records = self.poll(topic_id, from, limit).await?;
+        let end = self.log_end_via(connection, topic).await?;
+        let records = self.poll(connection, topic_id, from, limit).await?;
         if !records.is_empty() || from >= end {
             return Ok(LogPage::contiguous(records, from));
         }
         // Whatever is below `end` was readable before we asked for `end`
         // (the server counts a message only once it can be read), so this
         // is a hole, not a race. Read up to it, or find where it ends.
-        let records = self.readable_prefix(topic_id, from, limit).await?;
+        let records = self
+            .readable_prefix(connection, topic_id, from, limit)
+            .await?;
         if !records.is_empty() {
             return Ok(LogPage::contiguous(records, from));
         }
         for probe in from + 1..end {
-            if self.poll(topic_id, probe, 1).await?.is_empty() {
+            if self.poll(connection, topic_id, probe, 1).await?.is_empty() {
                 continue;
             }
             self.inner.holes.record(topic, from..probe);
-            let records = self.readable_prefix(topic_id, probe, limit).await?;
+            let records = self
+                .readable_prefix(connection, topic_id, probe, limit)
+                .await?;
             return Ok(LogPage::contiguous(records, probe));
         }
         self.inner.holes.record(topic, from..end);
@@ -523,12 +561,13 @@ impl IggyLog {
     /// itself is in a hole).
     async fn readable_prefix(
         &self,
+        connection: &Arc<Connection>,
         topic_id: &Identifier,
         from: u64,
         mut limit: u32,
     ) -> Result<Vec<LogRecord>, LogError> {
         loop {
-            let records = self.poll(topic_id, from, limit).await?;
+            let records = self.poll(connection, topic_id, from, limit).await?;
             if !records.is_empty() || limit == 1 {
                 return Ok(records);
             }
@@ -538,6 +577,7 @@ impl IggyLog {
 
     async fn poll(
         &self,
+        connection: &Arc<Connection>,
         topic_id: &Identifier,
         from_offset: u64,
         limit: u32,
@@ -546,7 +586,7 @@ impl IggyLog {
         // identity serves every read.
         let consumer = Consumer::new(Identifier::numeric(1).expect("1 is a valid id"));
         let polled = self
-            .call(&self.inner.reader, "read", async |client| {
+            .call(connection, "read", async |client| {
                 let result = client
                     .poll_messages(
                         &self.inner.stream_id,
@@ -579,10 +619,14 @@ impl IggyLog {
 
     pub(super) async fn log_end(&self, topic: Topic) -> Result<u64, LogError> {
         self.ensure_ready()?;
-        self.log_end_via(&self.inner.reader, topic).await
+        self.log_end_via(&self.inner.confirmer, topic).await
     }
 
-    async fn log_end_via(&self, connection: &Connection, topic: Topic) -> Result<u64, LogError> {
+    async fn log_end_via(
+        &self,
+        connection: &Arc<Connection>,
+        topic: Topic,
+    ) -> Result<u64, LogError> {
         let topic_id = &self.inner.topic_ids[topic.index()];
         let details = self
             .call(connection, "log end", async |client| {
@@ -718,7 +762,7 @@ impl IggyLog {
         for task in tasks {
             let _ = task.await;
         }
-        for connection in [&self.inner.appender, &self.inner.reader, &self.inner.tailer] {
+        for connection in self.connections() {
             connection.close().await;
         }
     }
@@ -734,38 +778,73 @@ impl IggyLog {
         }
     }
 
-    /// Runs one request on `connection`, bounded by the request timeout.
-    /// Connection trouble or a timeout discards the client, so the next call
-    /// starts on a fresh connection instead of a half-read one.
+    fn connections(&self) -> [&Arc<Connection>; 4] {
+        let inner = &self.inner;
+        [
+            &inner.appender,
+            &inner.confirmer,
+            &inner.reader,
+            &inner.tailer,
+        ]
+    }
+
+    /// Iggy's circuit breaker, for `/health` and `/metrics`.
+    pub(super) fn breaker(&self) -> BreakerReport {
+        self.inner.breaker.report()
+    }
+
+    /// Runs one request on `connection` within one deadline that covers
+    /// waiting for the connection, connecting and the request.
+    ///
+    /// - The breaker open (Iggy was found down): refused at once,
+    ///   [`LogError::Unreachable`] — nothing was sent.
+    /// - No connection by the deadline: `Unreachable` too.
+    /// - A connection error: the client is thrown away and the breaker
+    ///   opens; [`LogError::Unavailable`], since the request may have gone.
+    /// - The deadline passed with the request out: `Unavailable`, and the
+    ///   connection is pinged in the background. Only a connection that does
+    ///   not answer the ping is torn down (opening the breaker): a slow call
+    ///   must not break the connection for everyone queued behind it.
     async fn call<T>(
         &self,
-        connection: &Connection,
+        connection: &Arc<Connection>,
         what: &str,
         request: impl AsyncFnOnce(&IggyClient) -> Result<T, IggyError>,
     ) -> Result<T, LogError> {
         let timeout = self.inner.config.request_timeout;
-        // No client, no request sent: that failure is definite.
-        let client = connection
-            .client(timeout)
-            .await
-            .map_err(|error| match error {
-                LogError::Unavailable { backend, reason } => {
-                    LogError::Unreachable { backend, reason }
-                }
-                other => other,
-            })?;
-        match tokio::time::timeout(timeout, request(&client)).await {
-            Ok(Ok(value)) => Ok(value),
+        let deadline = tokio::time::Instant::now() + timeout;
+        let breaker = &self.inner.breaker;
+        breaker.admit().map_err(|refused| {
+            unreachable(format!(
+                "{what}: Iggy is down ({}); the next try is in {} ms",
+                refused.reason,
+                refused.retry_in.as_millis()
+            ))
+        })?;
+        let client = connection.client(deadline, timeout, breaker).await?;
+        match tokio::time::timeout_at(deadline, request(&client)).await {
+            Ok(Ok(value)) => {
+                breaker.succeeded();
+                Ok(value)
+            }
             Ok(Err(error)) if is_connection_error(&error) => {
-                connection.discard(&client).await;
+                connection.discard(&client);
+                breaker.failed(format!(
+                    "{what} on the {} connection: {error}",
+                    connection.role
+                ));
                 Err(unavailable(format!("{what}: {error}")))
             }
-            Ok(Err(error)) => Err(LogError::Failed {
-                backend: BACKEND,
-                reason: format!("{what}: {error}"),
-            }),
+            Ok(Err(error)) => {
+                // An answer, if a refusal: Iggy is up.
+                breaker.succeeded();
+                Err(LogError::Failed {
+                    backend: BACKEND,
+                    reason: format!("{what}: {error}"),
+                })
+            }
             Err(_) => {
-                connection.discard(&client).await;
+                connection.check_liveness(&client, timeout, breaker);
                 Err(unavailable(format!("{what}: no answer within {timeout:?}")))
             }
         }
@@ -778,64 +857,175 @@ impl IggyLog {
 }
 
 /// One TCP connection to Iggy, made on first use and remade after a failure.
+///
+/// One connect attempt at a time: it runs on a task of its own (so it ends,
+/// and reports to the breaker, even when every caller waiting for it has
+/// given up), and everyone who needs the connection meanwhile waits for that
+/// same attempt, each until their own deadline.
 struct Connection {
+    role: &'static str,
     connection_string: String,
-    client: Mutex<Option<Arc<IggyClient>>>,
+    slot: std::sync::Mutex<Slot>,
+    /// A liveness ping is out on the current client.
+    pinging: AtomicBool,
+}
+
+type ConnectAttempt = Shared<BoxFuture<'static, Result<Arc<IggyClient>, String>>>;
+
+enum Slot {
+    Empty,
+    Connecting(ConnectAttempt),
+    Connected(Arc<IggyClient>),
 }
 
 impl Connection {
-    fn new(connection_string: &str) -> Self {
-        Connection {
+    fn new(role: &'static str, connection_string: &str) -> Arc<Self> {
+        Arc::new(Connection {
+            role,
             connection_string: connection_string.to_owned(),
-            client: Mutex::new(None),
-        }
+            slot: std::sync::Mutex::new(Slot::Empty),
+            pinging: AtomicBool::new(false),
+        })
     }
 
-    async fn client(&self, timeout: Duration) -> Result<Arc<IggyClient>, LogError> {
-        // Holding the lock while connecting makes concurrent callers wait
-        // for one attempt instead of each opening a connection.
-        let mut slot = self.client.lock().await;
-        if let Some(client) = slot.as_ref() {
-            return Ok(client.clone());
-        }
-        let client =
-            IggyClient::from_connection_string(&self.connection_string).map_err(|error| {
-                LogError::Failed {
-                    backend: BACKEND,
-                    reason: format!("invalid IGGY_URL: {error}"),
+    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The connected client, connecting first if needed (or joining the
+    /// attempt under way), by `deadline`. Failing here sent nothing:
+    /// [`LogError::Unreachable`].
+    async fn client(
+        self: &Arc<Self>,
+        deadline: tokio::time::Instant,
+        connect_timeout: Duration,
+        breaker: &Arc<Breaker>,
+    ) -> Result<Arc<IggyClient>, LogError> {
+        let attempt = {
+            let mut slot = self.slot();
+            match &*slot {
+                Slot::Connected(client) => return Ok(client.clone()),
+                Slot::Connecting(attempt) => attempt.clone(),
+                Slot::Empty => {
+                    let attempt = self.start_connecting(connect_timeout, breaker.clone());
+                    *slot = Slot::Connecting(attempt.clone());
+                    attempt
                 }
-            })?;
-        match tokio::time::timeout(timeout, client.connect()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                shut_down_in_background(Arc::new(client));
-                return Err(unavailable(format!("cannot connect: {error}")));
             }
-            Err(_) => {
-                shut_down_in_background(Arc::new(client));
-                return Err(unavailable(format!("no connection within {timeout:?}")));
-            }
+        };
+        match tokio::time::timeout_at(deadline, attempt).await {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(reason)) => Err(unreachable(reason)),
+            Err(_) => Err(unreachable(format!(
+                "no connection to Iggy ({}) by the request's deadline",
+                self.role
+            ))),
         }
-        let client = Arc::new(client);
-        *slot = Some(client.clone());
-        Ok(client)
     }
 
-    async fn discard(&self, failed: &Arc<IggyClient>) {
-        let mut slot = self.client.lock().await;
-        if slot
-            .as_ref()
-            .is_some_and(|current| Arc::ptr_eq(current, failed))
-            && let Some(client) = slot.take()
-        {
-            shut_down_in_background(client);
+    /// Starts one connect attempt on its own task; its outcome fills the
+    /// slot and tells the breaker.
+    fn start_connecting(
+        self: &Arc<Self>,
+        timeout: Duration,
+        breaker: Arc<Breaker>,
+    ) -> ConnectAttempt {
+        let connection_string = self.connection_string.clone();
+        let role = self.role;
+        let attempt: ConnectAttempt = async move {
+            let client = IggyClient::from_connection_string(&connection_string)
+                .map_err(|error| format!("invalid IGGY_URL: {error}"))?;
+            let failure = match tokio::time::timeout(timeout, client.connect()).await {
+                Ok(Ok(())) => return Ok(Arc::new(client)),
+                Ok(Err(error)) => format!("cannot connect ({role}): {error}"),
+                Err(_) => format!("no connection ({role}) within {timeout:?}"),
+            };
+            shut_down_in_background(Arc::new(client));
+            Err(failure)
         }
+        .boxed()
+        .shared();
+        let this = self.clone();
+        let outcome = attempt.clone();
+        tokio::spawn(async move {
+            let result = outcome.await;
+            let mut slot = this.slot();
+            // Only this attempt's own slot: a close may have emptied it.
+            if !matches!(&*slot, Slot::Connecting(_)) {
+                if let Ok(client) = result {
+                    shut_down_in_background(client);
+                }
+                return;
+            }
+            match result {
+                Ok(client) => {
+                    *slot = Slot::Connected(client);
+                    breaker.succeeded();
+                }
+                Err(reason) => {
+                    *slot = Slot::Empty;
+                    breaker.failed(reason);
+                }
+            }
+        });
+        attempt
+    }
+
+    /// Throws `failed` away if it is still the current client.
+    fn discard(&self, failed: &Arc<IggyClient>) {
+        let mut slot = self.slot();
+        if let Slot::Connected(current) = &*slot
+            && Arc::ptr_eq(current, failed)
+        {
+            shut_down_in_background(current.clone());
+            *slot = Slot::Empty;
+        }
+    }
+
+    /// After a request let its deadline pass: is the connection alive? A
+    /// ping queues behind whatever the server is still working on; an
+    /// answer within `timeout` means busy, not broken. No answer tears the
+    /// connection down and opens the breaker. One ping at a time.
+    fn check_liveness(
+        self: &Arc<Self>,
+        client: &Arc<IggyClient>,
+        timeout: Duration,
+        breaker: &Arc<Breaker>,
+    ) {
+        if self.pinging.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (this, client, breaker) = (self.clone(), client.clone(), breaker.clone());
+        tokio::spawn(async move {
+            match tokio::time::timeout(timeout, client.ping()).await {
+                Ok(Ok(())) => breaker.succeeded(),
+                Ok(Err(error)) => {
+                    this.discard(&client);
+                    breaker.failed(format!(
+                        "the {} connection failed a ping: {error}",
+                        this.role
+                    ));
+                }
+                Err(_) => {
+                    this.discard(&client);
+                    breaker.failed(format!(
+                        "Iggy stopped answering: no answer to a ping on the {} connection within {timeout:?}",
+                        this.role
+                    ));
+                }
+            }
+            this.pinging.store(false, Ordering::Release);
+        });
     }
 
     async fn close(&self) {
-        if let Some(client) = self.client.lock().await.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), client.shutdown()).await;
-        }
+        let client = match std::mem::replace(&mut *self.slot(), Slot::Empty) {
+            Slot::Connected(client) => client,
+            Slot::Empty | Slot::Connecting(_) => return,
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), client.shutdown()).await;
     }
 }
 

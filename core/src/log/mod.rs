@@ -16,6 +16,7 @@
 //! The log stores bytes and message ids; it knows nothing about what the
 //! bytes mean. Turning them into events is [`crate::events`]' job.
 
+pub mod breaker;
 pub mod iggy;
 pub mod postgres;
 mod watch;
@@ -314,6 +315,16 @@ impl EventLog {
     }
 
     /// Waits until the backend is connected and the stream and topics exist.
+    /// The log server's circuit breaker, when the log is a server of its
+    /// own (Iggy). The embedded log is PostgreSQL, whose health is the
+    /// database's (see `/health`).
+    pub fn breaker(&self) -> Option<breaker::BreakerReport> {
+        match self {
+            EventLog::Iggy(log) => Some(log.breaker()),
+            EventLog::Postgres(_) => None,
+        }
+    }
+
     pub async fn wait_until_ready(&self, max_wait: Duration) -> Result<(), LogError> {
         match self {
             EventLog::Postgres(_) => Ok(()),
