@@ -57,10 +57,20 @@ pub enum RelayOutcome {
     AnotherRelayIsActive,
 }
 
+/// The longest one batch of the relay may take (see [`RelayError::TimedOut`]).
+pub const RELAY_STEP_DEADLINE: Duration = Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
     #[error("outbox database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A batch waited longer than [`RELAY_STEP_DEADLINE`]: the database or
+    /// the log stopped answering. Its transaction is rolled back, so its
+    /// rows are published again (at least once, as after a crash).
+    #[error(
+        "an outbox batch did not finish within {0:?}: the database or the log is not answering"
+    )]
+    TimedOut(Duration),
     #[error(transparent)]
     Log(#[from] LogError),
     #[error("outbox row {id} names an unknown topic '{topic}'")]
@@ -156,7 +166,10 @@ impl OutboxRelay {
             }
         };
         while !shutdown.is_cancelled() {
-            let pause = match self.publish_outbox_batch().await {
+            let batch = tokio::time::timeout(RELAY_STEP_DEADLINE, self.publish_outbox_batch())
+                .await
+                .unwrap_or(Err(RelayError::TimedOut(RELAY_STEP_DEADLINE)));
+            let pause = match batch {
                 Ok(RelayOutcome::Published(count)) => {
                     tracing::debug!(count, "outbox rows published to the log");
                     continue;

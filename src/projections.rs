@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use marauders_projections::{
     AUDIT, AuditProjector, HEARTBEAT_INTERVAL, NOTIFICATIONS, NotificationsProjector,
@@ -64,6 +65,9 @@ pub struct RebuildStatus {
     pub log_end: u64,
 }
 
+/// The longest a rebuild may take before it is abandoned.
+pub const REBUILD_DEADLINE: Duration = Duration::from_secs(60 * 60);
+
 pub struct Projections {
     log: EventLog,
     pool: PgPool,
@@ -103,7 +107,7 @@ impl Projections {
         })
     }
 
-    /// Starts a rebuild in the background; its progress shows in
+    /// Starts a rebuild in the background, bounded by [`REBUILD_DEADLINE`]; its progress shows in
     /// [`Projections::status`] until it finishes.
     pub fn start_rebuild(self: &Arc<Self>, name: &str) -> Result<(), ProjectionsError> {
         let name = Self::find(name)?;
@@ -120,15 +124,24 @@ impl Projections {
         }
         let projections = self.clone();
         tokio::spawn(async move {
-            match projections.rebuild_now(name, progress).await {
-                Ok(report) => tracing::info!(
+            // A long job with a deadline of its own, not a request's: a
+            // rebuild that stops moving (a frozen database) is abandoned
+            // rather than held forever.
+            match tokio::time::timeout(REBUILD_DEADLINE, projections.rebuild_now(name, progress))
+                .await
+            {
+                Ok(Ok(report)) => tracing::info!(
                     projection = name,
                     events = report.events,
                     "projection rebuilt"
                 ),
-                Err(error) => {
+                Ok(Err(error)) => {
                     tracing::error!(projection = name, %error, "projection rebuild failed")
                 }
+                Err(_) => tracing::error!(
+                    projection = name,
+                    "projection rebuild did not finish within {REBUILD_DEADLINE:?}; abandoned"
+                ),
             }
             projections
                 .rebuilding

@@ -83,7 +83,18 @@ pub enum ProjectionError {
     },
     #[error("projection database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A step waited longer than [`STEP_DEADLINE`]: the database or the log
+    /// stopped answering. The step's transaction is rolled back.
+    #[error(
+        "a projector step did not finish within {0:?}: the database or the log is not answering"
+    )]
+    TimedOut(Duration),
 }
+
+/// The longest one step of [`ProjectorRunner::run`] may take. A batch takes
+/// milliseconds; a step that takes this long is waiting on a dependency that
+/// stopped answering, and ending it releases its connection and row lock.
+pub const STEP_DEADLINE: Duration = Duration::from_secs(10);
 
 pub struct ProjectorRunner<P> {
     projector: P,
@@ -225,7 +236,10 @@ impl<P: Projector> ProjectorRunner<P> {
     pub async fn run(self, shutdown: CancellationToken) {
         let (name, topic) = (self.projector.name(), self.projector.topic());
         while !shutdown.is_cancelled() {
-            match self.poll_once().await {
+            let step = tokio::time::timeout(STEP_DEADLINE, self.poll_once())
+                .await
+                .unwrap_or(Err(ProjectionError::TimedOut(STEP_DEADLINE)));
+            match step {
                 Ok(StepOutcome::Advanced { .. }) => {}
                 Ok(StepOutcome::CaughtUp { next_offset }) => {
                     self.heartbeat().await;

@@ -1,6 +1,7 @@
 //! The HTTP surface: one router, built from each feature's own routes.
 //!
 //! - [`error`]: [`ApiError`], the one place errors become responses.
+//! - [`deadline`]: every request answered within its deadline.
 //! - [`health`]: `GET /health` — is the service, its database and its log up?
 //! - [`schemas`]: `GET /schemas/event-envelope.json`.
 //! - [`admin`]: projection status and rebuilds (PROFESSOR).
@@ -17,6 +18,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod deadline;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -62,6 +64,7 @@ pub struct AppState {
     pub http_metrics: Arc<metrics::HttpMetrics>,
     /// The built web page served at `/` (`--web-dir`).
     pub web_dir: Arc<Path>,
+    pub deadlines: deadline::Deadlines,
 }
 
 /// Every REST route, each registered together with its description in the
@@ -86,6 +89,10 @@ pub fn router(state: AppState) -> Router {
     api.merge(openapi::swagger_ui())
         .fallback(web::page_or_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            deadline::answer_in_time,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::record_request,

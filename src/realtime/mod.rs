@@ -219,6 +219,9 @@ enum Refused {
     Unavailable,
 }
 
+/// The longest each of a handshake's database checks may take.
+const HANDSHAKE_DATABASE_DEADLINE: Duration = Duration::from_secs(2);
+
 /// The handshake check, on every connect and reconnect.
 async fn authenticate(
     gateway: Weak<Gateway>,
@@ -239,24 +242,36 @@ async fn authenticate(
     if claims.exp <= chrono::Utc::now().timestamp() {
         return Err(Refused::Token(TokenError::Expired));
     }
-    let ended = expiry::ended_sessions(&gateway.pool, &[claims.sid])
-        .await
-        .map_err(|error| {
-            tracing::warn!(%error, "could not check a session for a handshake");
-            Refused::Unavailable
-        })?;
+    // The database may be frozen: a handshake is refused in time, never
+    // held (see `http::deadline` for requests).
+    let ended = tokio::time::timeout(
+        HANDSHAKE_DATABASE_DEADLINE,
+        expiry::ended_sessions(&gateway.pool, &[claims.sid]),
+    )
+    .await
+    .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+    .map_err(|error| {
+        tracing::warn!(%error, "could not check a session for a handshake");
+        Refused::Unavailable
+    })?;
     if let Some(reason) = ended.get(&claims.sid) {
         return Err(Refused::SessionEnded(*reason));
     }
-    let account = find_account(&gateway.pool, claims.sub)
-        .await
-        .map_err(|error| match error {
-            crate::identity::accounts::IdentityError::UnknownUser => Refused::UnknownAccount,
-            error => {
-                tracing::warn!(%error, "could not look up an account for a handshake");
-                Refused::Unavailable
-            }
-        })?;
+    let account = tokio::time::timeout(
+        HANDSHAKE_DATABASE_DEADLINE,
+        find_account(&gateway.pool, claims.sub),
+    )
+    .await
+    .unwrap_or(Err(crate::identity::accounts::IdentityError::Database(
+        sqlx::Error::PoolTimedOut,
+    )))
+    .map_err(|error| match error {
+        crate::identity::accounts::IdentityError::UnknownUser => Refused::UnknownAccount,
+        error => {
+            tracing::warn!(%error, "could not look up an account for a handshake");
+            Refused::Unavailable
+        }
+    })?;
     // Rooms of incidents that never existed would only put noise in the
     // presence log; deleted ones stay, so their events up to the deletion
     // are replayed.
