@@ -14,7 +14,8 @@ use marauders_map::config::{Config, ServeConfig};
 use marauders_map::domain::{Role, Severity};
 use marauders_map::events::Event;
 use marauders_map::identity::tokens::{AccessClaims, JwtKeys};
-use marauders_map::log::{EventLog, LogRecord, MAX_READ_LIMIT, Topic};
+use marauders_map::log::breaker::BreakerSettings;
+use marauders_map::log::{EventLog, LogConfig, LogRecord, MAX_READ_LIMIT, Topic};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
@@ -25,6 +26,7 @@ use uuid::Uuid;
 use crate::backend::{LogLocation, TestBackend};
 use crate::database::TestDatabase;
 use crate::iggy::{IggyServer, fresh_stream_name};
+use crate::proxy::FreezableProxy;
 use crate::requests::ReportIncident;
 use crate::response::{ApiResponse, Bearer};
 use crate::socket::{Refused, TestSocket};
@@ -79,6 +81,7 @@ pub struct TestApp {
     access_token_lifetime: Duration,
     session_check_interval: Duration,
     log: OnceCell<EventLog>,
+    database_proxy: Option<FreezableProxy>,
     users_registered: AtomicUsize,
     shutdown: CancellationToken,
     server: JoinHandle<anyhow::Result<()>>,
@@ -94,6 +97,14 @@ pub struct TestAppBuilder {
     web_dir: PathBuf,
     access_token_lifetime: Duration,
     session_check_interval: Duration,
+    /// Iggy's per-call timeout and breaker, the request deadline and the
+    /// database timeout: the service's defaults unless a test shortens them.
+    iggy_request_timeout: Duration,
+    breaker: BreakerSettings,
+    request_deadline: Duration,
+    database_timeout: Duration,
+    /// Reach the database through a [`FreezableProxy`] of the app's own.
+    database_behind_proxy: bool,
 }
 
 enum DatabaseChoice {
@@ -163,6 +174,35 @@ impl TestAppBuilder {
         self
     }
 
+    /// Shorter deadlines for a test of a dependency that stops answering:
+    /// each call to Iggy, and each request all told (the defaults are 2 s
+    /// and 4.5 s), and the breaker's backoff.
+    pub fn deadlines(
+        mut self,
+        iggy_request_timeout: Duration,
+        request_deadline: Duration,
+        breaker: BreakerSettings,
+    ) -> Self {
+        self.iggy_request_timeout = iggy_request_timeout;
+        self.request_deadline = request_deadline;
+        self.breaker = breaker;
+        self
+    }
+
+    /// How long a database connection is waited for (and a returned one
+    /// may take to answer a ping); the default is 2 s.
+    pub fn database_timeout(mut self, timeout: Duration) -> Self {
+        self.database_timeout = timeout;
+        self
+    }
+
+    /// The service reaches its database through a proxy the test can
+    /// freeze ([`TestApp::database_proxy`]); the test's own pool does not.
+    pub fn database_behind_proxy(mut self) -> Self {
+        self.database_behind_proxy = true;
+        self
+    }
+
     /// Serves the web page from `web_dir`.
     pub fn web_dir(mut self, web_dir: PathBuf) -> Self {
         self.web_dir = web_dir;
@@ -198,6 +238,10 @@ impl TestAppBuilder {
             iggy_stream: marauders_map::log::STREAM_NAME.into(),
             data_dir: std::env::temp_dir(),
             jwt_secret: Some(TEST_JWT_SECRET.into()),
+            iggy_request_timeout_ms: millis(self.iggy_request_timeout),
+            database_timeout_ms: millis(self.database_timeout),
+            breaker_backoff_ms: millis(self.breaker.base_backoff),
+            breaker_max_backoff_ms: millis(self.breaker.max_backoff),
             log_level: "info".into(),
         };
         let serve = ServeConfig {
@@ -205,16 +249,32 @@ impl TestAppBuilder {
             host: "127.0.0.1".parse().expect("an IP address"),
             iggy_startup_wait_secs: self.iggy_startup_wait.as_secs(),
             without_projectors: self.without_projectors,
+            request_deadline_ms: millis(self.request_deadline),
             web_dir: self.web_dir,
             access_token_lifetime_secs: self.access_token_lifetime.as_secs().max(1),
             session_check_interval_ms: self.session_check_interval.as_millis() as u64,
         };
         // The service gets a pool of its own, as in production: stopping it
         // closes that pool, not the test's.
-        let pool = marauders_map::database::connect(&database.url)
+        let database_proxy = if self.database_behind_proxy {
+            let upstream = host_and_port(&database.url);
+            let proxy = FreezableProxy::start(&upstream).await;
+            Some((proxy.url_for(&database.url, &upstream), proxy))
+        } else {
+            None
+        };
+        let service_database_url = database_proxy
+            .as_ref()
+            .map_or(database.url.clone(), |(url, _)| url.clone());
+        let pool = marauders_map::database::connect(&service_database_url, self.database_timeout)
             .await
             .expect("the service connects to its database");
-        let log = EventLog::open(self.log.config(&pool))
+        let mut log_config = self.log.config(&pool);
+        if let LogConfig::Iggy(iggy) = &mut log_config {
+            iggy.request_timeout = self.iggy_request_timeout;
+            iggy.breaker = self.breaker;
+        }
+        let log = EventLog::open(log_config)
             .await
             .expect("the service opens its log");
         let application = Application::build_on(&config, &serve, pool, log)
@@ -236,6 +296,7 @@ impl TestAppBuilder {
             access_token_lifetime: self.access_token_lifetime,
             session_check_interval: self.session_check_interval,
             log: OnceCell::new(),
+            database_proxy: database_proxy.map(|(_, proxy)| proxy),
             users_registered: AtomicUsize::new(0),
             shutdown,
             server,
@@ -280,6 +341,11 @@ impl TestApp {
             web_dir: no_web_page_dir(),
             access_token_lifetime: marauders_map::identity::tokens::ACCESS_TOKEN_TTL,
             session_check_interval: marauders_map::realtime::expiry::SESSION_CHECK_INTERVAL,
+            iggy_request_timeout: Duration::from_secs(2),
+            breaker: BreakerSettings::default(),
+            request_deadline: Duration::from_millis(4_500),
+            database_timeout: Duration::from_secs(2),
+            database_behind_proxy: false,
         }
     }
 
@@ -333,6 +399,17 @@ impl TestApp {
 
     /// The app's log, opened by the test as another process would (once;
     /// [`TestApp::stop`] closes it).
+    /// The proxy between the service and its database.
+    ///
+    /// # Panics
+    ///
+    /// Unless built with [`TestAppBuilder::database_behind_proxy`].
+    pub fn database_proxy(&self) -> &FreezableProxy {
+        self.database_proxy
+            .as_ref()
+            .expect("built with database_behind_proxy()")
+    }
+
     pub async fn log(&self) -> &EventLog {
         self.log
             .get_or_init(|| self.log_location.open(&self.database.pool))
@@ -853,4 +930,21 @@ fn user_from(body: &Value) -> TestUser {
         refresh_token: token("refreshToken"),
         profile: user.clone(),
     }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `host:port` of a `postgres://user@host:port/name` URL.
+fn host_and_port(url: &str) -> String {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let after_user = after_scheme
+        .rsplit_once('@')
+        .map_or(after_scheme, |(_, rest)| rest);
+    after_user
+        .split(['/', '?'])
+        .next()
+        .unwrap_or(after_user)
+        .to_owned()
 }

@@ -114,6 +114,42 @@ impl IggyServer {
         let _ = process.child.wait();
     }
 
+    /// SIGSTOP (`thaw` sends SIGCONT): the kernel still accepts
+    /// connections; nothing answers. Only this test's own process.
+    ///
+    /// # Panics
+    ///
+    /// On a server this test did not start (`IGGY_URL`).
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let process = self
+            .process
+            .as_ref()
+            .expect("signals need a local iggy-server process");
+        let status = std::process::Command::new("kill")
+            .args([signal, &process.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {}", process.child.id());
+    }
+
+    /// `host:port` of this server, e.g. to put a proxy in front of it.
+    pub fn address(&self) -> String {
+        self.url
+            .rsplit('@')
+            .next()
+            .unwrap_or(&self.url)
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
     /// Starts the server again on the same port and data directory.
     ///
     /// # Panics

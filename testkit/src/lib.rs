@@ -40,6 +40,7 @@ pub mod database;
 pub mod events;
 pub mod iggy;
 pub mod polling;
+pub mod proxy;
 pub mod requests;
 pub mod response;
 pub mod socket;
@@ -56,6 +57,7 @@ pub use iggy::{
     iggy_available,
 };
 pub use polling::PollingSocket;
+pub use proxy::FreezableProxy;
 pub use requests::ReportIncident;
 pub use response::{ApiResponse, Bearer};
 pub use socket::{Refused, TestSocket, incident_events};

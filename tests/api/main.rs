@@ -9,6 +9,7 @@
 //! Iggy `#[ignore]` convention.
 
 mod fixture_log;
+mod frozen_dependencies;
 mod http_edge;
 mod idempotency;
 mod identity;

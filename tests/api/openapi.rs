@@ -3,10 +3,12 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request};
 use marauders_map::commands::{CommandHandler, WriteModel};
+use marauders_map::http::deadline::Deadlines;
 use marauders_map::http::{self, AppState};
 use marauders_map::identity::tokens::JwtKeys;
 use marauders_map::incident::Rule;
@@ -448,5 +450,9 @@ async fn app_state(pool: &sqlx::PgPool) -> AppState {
         log,
         // The page is the router's fallback, not a route: no need to build it.
         web_dir: no_web_page_dir().as_path().into(),
+        deadlines: Deadlines {
+            request: Duration::from_millis(4_500),
+            database: Duration::from_secs(2),
+        },
     }
 }
