@@ -64,7 +64,8 @@ impl IncidentTitle {
     }
 }
 
-/// A description of at most 5,000 characters; empty after trimming = none.
+/// A description of at most 5,000 characters; empty after trimming = none
+/// (so an update with `""` clears it, like one with `null`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Description(Option<String>);
 
@@ -78,6 +79,11 @@ impl Description {
             return Err("description must be at most 5000 characters".into());
         }
         Ok(Description((!text.is_empty()).then(|| text.to_owned())))
+    }
+
+    /// No description: what an update that clears it asks for.
+    pub fn none() -> Self {
+        Description(None)
     }
 
     pub fn into_inner(self) -> Option<String> {
@@ -131,6 +137,7 @@ fn has_forbidden_control(text: &str) -> bool {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IncidentChanges {
     pub title: Option<IncidentTitle>,
+    /// `Some(Description::none())` clears the description.
     pub description: Option<Description>,
     pub location: Option<Location>,
     /// OPEN or INVESTIGATING; RESOLVED only through [`IncidentCommand::Resolve`].
@@ -389,7 +396,8 @@ fn decide_on_existing(
             let title = changes.title.map(|t| t.0).filter(|t| *t != incident.title);
             let description = changes
                 .description
-                .and_then(|d| d.0.filter(|d| Some(d) != incident.description.as_ref()));
+                .map(|d| d.0)
+                .filter(|d| *d != incident.description);
             let location = changes.location.filter(|l| *l != incident.location);
             let status = changes.status.filter(|s| *s != incident.status);
             let assigned_to = changes.assigned_to.filter(|a| *a != incident.assigned_to);
@@ -512,7 +520,7 @@ pub fn evolve(
                 incident.title = title.clone();
             }
             if let Some(description) = &update.description {
-                incident.description = Some(description.clone());
+                incident.description = description.clone();
             }
             if let Some(location) = update.location {
                 incident.location = location;

@@ -372,7 +372,7 @@ fn an_update_carries_only_the_fields_that_changed() {
     let incident = given([troll_reported(ron(), Severity::High)])
         .when(changes, hermione())
         .then(troll_updated(2, |u| {
-            u.description = Some("It is in the girls' bathroom now".into());
+            u.description = Some(Some("It is in the girls' bathroom now".into()));
             u.status = Some(IncidentStatus::Investigating);
             u.assigned_to = Some(Some(snape().user_id));
         }));
@@ -408,6 +408,54 @@ fn an_update_that_changes_nothing_appends_nothing() {
             .when(update(changes), ron())
             .then_nothing();
     }
+}
+
+#[test]
+fn an_update_with_no_description_clears_it_in_one_event() {
+    // `null` and `""` both parse to no description.
+    for cleared in [Description::none(), Description::parse("  ").unwrap()] {
+        let clear = update(IncidentChanges {
+            description: Some(cleared),
+            ..IncidentChanges::default()
+        });
+        let incident = given([troll_reported(ron(), Severity::High)])
+            .when(clear, ron())
+            .then(troll_updated(2, |u| u.description = Some(None)));
+        assert_eq!(incident.description, None);
+    }
+}
+
+#[test]
+fn clearing_a_description_that_is_already_empty_appends_nothing() {
+    let clear = || {
+        update(IncidentChanges {
+            description: Some(Description::none()),
+            ..IncidentChanges::default()
+        })
+    };
+    given([
+        troll_reported(ron(), Severity::High),
+        troll_updated(2, |u| u.description = Some(None)),
+    ])
+    .when(clear(), ron())
+    .then_nothing();
+}
+
+#[test]
+fn a_cleared_description_can_be_written_again() {
+    let rewrite = update(IncidentChanges {
+        description: Some(Description::parse("Back in the dungeon").unwrap()),
+        ..IncidentChanges::default()
+    });
+    let incident = given([
+        troll_reported(ron(), Severity::High),
+        troll_updated(2, |u| u.description = Some(None)),
+    ])
+    .when(rewrite, ron())
+    .then(troll_updated(3, |u| {
+        u.description = Some(Some("Back in the dungeon".into()))
+    }));
+    assert_eq!(incident.description.as_deref(), Some("Back in the dungeon"));
 }
 
 #[test]

@@ -67,18 +67,20 @@ impl Projector for ReadModelProjector {
                 sqlx::query(
                     "UPDATE read_incidents SET
                          title = COALESCE($3, title),
-                         description = COALESCE($4, description),
-                         location = COALESCE($5, location),
-                         status = COALESCE($6, status),
-                         assigned_to = CASE WHEN $7 THEN $8 ELSE assigned_to END,
-                         updated_at = $9,
+                         description = CASE WHEN $4 THEN $5 ELSE description END,
+                         location = COALESCE($6, location),
+                         status = COALESCE($7, status),
+                         assigned_to = CASE WHEN $8 THEN $9 ELSE assigned_to END,
+                         updated_at = $10,
                          version = $2
                      WHERE id = $1 AND version = $2 - 1",
                 )
                 .bind(update.id)
                 .bind(update.version as i64)
                 .bind(&update.title)
-                .bind(&update.description)
+                // Present (a new text, or null: cleared) or absent (unchanged).
+                .bind(update.description.is_some())
+                .bind(update.description.as_ref().and_then(Option::as_deref))
                 .bind(update.location.map(|l| l.as_str()))
                 .bind(update.status.map(|s| s.as_str()))
                 .bind(update.assigned_to.is_some())

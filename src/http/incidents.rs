@@ -129,9 +129,10 @@ struct UpdateRequest {
     #[serde(default)]
     #[schema(value_type = String, min_length = 1, max_length = 200)]
     title: Option<String>,
-    #[serde(default)]
-    #[schema(value_type = String, max_length = 5000)]
-    description: Option<String>,
+    /// Absent: unchanged; `null` or `""`: cleared.
+    #[serde(default, deserialize_with = "present_or_null")]
+    #[schema(value_type = Option<String>, max_length = 5000)]
+    description: Option<Option<String>>,
     #[serde(default)]
     #[schema(value_type = Location)]
     location: Option<String>,
@@ -325,7 +326,10 @@ async fn update(
         changes.title = errors.check("title", IncidentTitle::parse(&raw));
     }
     if let Some(raw) = request.description {
-        changes.description = errors.check("description", Description::parse(&raw));
+        changes.description = match raw {
+            None => Some(Description::none()),
+            Some(raw) => errors.check("description", Description::parse(&raw)),
+        };
     }
     if let Some(raw) = request.location {
         changes.location = errors.check("location", parse_enum::<Location>(&raw));

@@ -246,6 +246,46 @@ async fn a_prefect_may_assign_an_incident_and_unassign_it_with_null() {
 }
 
 #[tokio::test]
+async fn clearing_a_description_with_null_or_an_empty_string_appends_one_event_that_says_so() {
+    let app = TestApp::spawn().await;
+    let harry = app.user(Role::Student).await;
+    for cleared in [Value::Null, json!(""), json!("   ")] {
+        let troll = app
+            .reported(
+                &harry,
+                ReportIncident::new("Troll").description("Big, grey, smelly"),
+            )
+            .await;
+
+        let answer = app
+            .update(&harry, troll.id, json!({ "description": cleared }))
+            .await
+            .assert_status(200);
+
+        assert_eq!(answer.body["description"], Value::Null);
+        let data = app.event_at(answer.event_offset()).await.to_envelope().data;
+        assert_eq!(
+            data,
+            json!({"id": troll.id, "version": 2, "description": null}),
+            "cleared with {cleared}"
+        );
+        let read = app
+            .get_incident_as_of(&harry, troll.id, answer.event_offset())
+            .await
+            .assert_status(200);
+        assert_eq!(read.body["description"], Value::Null, "the read model too");
+
+        // Clearing it again changes nothing.
+        let again = app
+            .update(&harry, troll.id, json!({ "description": null }))
+            .await
+            .assert_status(200);
+        assert_eq!(again.offset, Some(answer.event_offset()));
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn an_update_that_changes_nothing_answers_200_with_the_latest_offset_and_appends_nothing() {
     let (app, reporter, troll) = app_with_a_reported_troll().await;
 

@@ -141,7 +141,12 @@ pub struct IncidentCreated {
 }
 
 /// `incident.updated`: the incident id and only the fields that changed.
-/// An absent field did not change; `assignedTo: null` means "unassigned".
+/// An absent field did not change; `assignedTo: null` means "unassigned"
+/// and `description: null` "the description was cleared".
+///
+/// Version 1 of the catalog never wrote `description: null` (a description
+/// could not be cleared then), so its events read the same as before:
+/// absent = unchanged, a string = the new description.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IncidentUpdated {
@@ -149,8 +154,13 @@ pub struct IncidentUpdated {
     pub version: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
+    /// `Some(None)` clears the description.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "present_or_null"
+    )]
+    pub description: Option<Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -366,6 +376,34 @@ mod tests {
         let absent: IncidentUpdated =
             serde_json::from_value(serde_json::json!({"id": update.id, "version": 2})).unwrap();
         assert_eq!(absent.assigned_to, None);
+    }
+
+    #[test]
+    fn clearing_the_description_is_an_explicit_null_and_a_version_1_update_reads_as_before() {
+        let id = Uuid::now_v7();
+        let cleared = IncidentUpdated {
+            id,
+            version: 2,
+            title: None,
+            description: Some(None),
+            location: None,
+            status: None,
+            assigned_to: None,
+        };
+        let data = serde_json::to_value(&cleared).unwrap();
+        assert_eq!(
+            data,
+            serde_json::json!({"id": id, "version": 2, "description": null})
+        );
+        assert_eq!(
+            serde_json::from_value::<IncidentUpdated>(data).unwrap(),
+            cleared
+        );
+        let version_1: IncidentUpdated = serde_json::from_value(
+            serde_json::json!({"id": id, "version": 2, "description": "Throwing books"}),
+        )
+        .unwrap();
+        assert_eq!(version_1.description, Some(Some("Throwing books".into())));
     }
 
     #[test]
