@@ -1,11 +1,12 @@
 //! Building and running the service: the zero-to-production shape.
 //! [`Application::build`] connects, migrates, opens the log and binds the
-//! port (port 0 in tests, which read the real one back with
-//! [`Application::port`]); [`Application::run_until_stopped`] serves until
+//! port and the metrics port (port 0 in tests, which read the real ones
+//! back with [`Application::port`] and [`Application::metrics_port`]); [`Application::run_until_stopped`] serves until
 //! the shutdown token fires, then drains in order: stop accepting and finish
 //! in-flight requests, let the outbox relay finish its batch, stop the
 //! log's background tasks, close the pool.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use crate::config::{Config, ServeConfig};
 use crate::database;
 use crate::http::deadline::Deadlines;
 use crate::http::{self, AppState};
+use crate::identity::AuthLimits;
 use crate::identity::tokens::{JwtKeys, load_or_create_jwt_secret};
 use crate::log::EventLog;
 use crate::log_migration::LogUserLock;
@@ -33,6 +35,8 @@ use socketioxide::layer::SocketIoLayer;
 
 pub struct Application {
     listener: TcpListener,
+    /// `GET /metrics` only, apart from the public port.
+    metrics_listener: TcpListener,
     state: AppState,
     /// The Socket.IO gateway: its layer joins the router, its workers run
     /// beside the server.
@@ -105,10 +109,21 @@ impl Application {
         let listener = TcpListener::bind(address)
             .await
             .with_context(|| format!("Failed to bind {address}"))?;
+        let metrics_listener = TcpListener::bind(serve.metrics_address)
+            .await
+            .with_context(|| {
+                format!(
+                    "Failed to bind the metrics address {}",
+                    serve.metrics_address
+                )
+            })?;
+        let auth_limits =
+            AuthLimits::new(serve.auth_limits.throttle(), serve.auth_limits.hashing());
         Ok(Application {
             run_projectors: !serve.without_projectors,
             log_user_lock,
             listener,
+            metrics_listener,
             realtime,
             state: AppState {
                 log,
@@ -118,6 +133,7 @@ impl Application {
                 write_model,
                 projections,
                 http_metrics: Arc::default(),
+                auth_limits: Arc::new(auth_limits),
                 web_dir: serve.web_dir.as_path().into(),
                 deadlines: Deadlines {
                     request: serve.request_deadline(),
@@ -130,6 +146,14 @@ impl Application {
     /// The port actually bound (useful when configured as 0).
     pub fn port(&self) -> u16 {
         self.listener
+            .local_addr()
+            .map(|address| address.port())
+            .unwrap_or(0)
+    }
+
+    /// The metrics port actually bound.
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_listener
             .local_addr()
             .map(|address| address.port())
             .unwrap_or(0)
@@ -149,6 +173,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Application {
             listener,
+            metrics_listener,
             state,
             realtime: (socket_layer, realtime_workers),
             run_projectors: self_runs_projectors,
@@ -156,8 +181,14 @@ impl Application {
         } = self;
         tracing::info!(
             address = %listener.local_addr()?,
+            metrics = %metrics_listener.local_addr()?,
             log = state.log.backend_name(),
             "The Marauder's Map is listening"
+        );
+        let metrics_server = tokio::spawn(
+            axum::serve(metrics_listener, http::metrics::router(state.clone()))
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .into_future(),
         );
         let relay = tokio::spawn(
             OutboxRelay::new(state.pool.clone(), state.log.clone()).run(shutdown.clone()),
@@ -194,6 +225,11 @@ impl Application {
         .context("HTTP server failed");
         // If serving failed on its own, the other tasks still need the signal.
         shutdown.cancel();
+        match metrics_server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "the metrics listener failed"),
+            Err(error) => tracing::error!(%error, "the metrics listener panicked"),
+        }
         for (task, name) in [(relay, "outbox relay"), (follower, "write model follower")]
             .into_iter()
             .chain(projectors.into_iter().map(|task| (task, "projector")))

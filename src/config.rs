@@ -1,13 +1,15 @@
 //! Configuration: flags, each with an environment variable of the same
 //! meaning. Parsed once at start-up into [`Config`].
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
 use crate::identity::tokens::ACCESS_TOKEN_TTL;
+use crate::identity::{HashingConfig, ThrottleConfig};
 use crate::log::LogConfig;
 use crate::log::breaker::BreakerSettings;
 use crate::log::iggy::IggyConfig;
@@ -155,6 +157,19 @@ pub struct ServeConfig {
         value_parser = clap::value_parser!(u64).range(10..)
     )]
     pub session_check_interval_ms: u64,
+
+    /// Where `GET /metrics` is served: a listener of its own, on loopback
+    /// unless told otherwise, so the public port does not expose it.
+    #[arg(
+        long,
+        global = true,
+        env = "METRICS_ADDRESS",
+        default_value_t = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9464)
+    )]
+    pub metrics_address: SocketAddr,
+
+    #[command(flatten)]
+    pub auth_limits: AuthLimitsConfig,
 }
 
 impl ServeConfig {
@@ -172,6 +187,76 @@ impl ServeConfig {
 
     pub fn request_deadline(&self) -> Duration {
         Duration::from_millis(self.request_deadline_ms)
+    }
+}
+
+/// Limits on the credential endpoints (login, registration, refresh):
+/// throttling and password hashing. See `src/identity/throttle.rs` and
+/// `src/identity/passwords.rs`.
+#[derive(Debug, Clone, Args)]
+pub struct AuthLimitsConfig {
+    /// Attempts per minute (and at once) for one account — an email, or a
+    /// refresh token — from one client address, per endpoint; 429 beyond.
+    #[arg(
+        long,
+        global = true,
+        env = "AUTH_THROTTLE_PER_ACCOUNT_AND_ADDRESS",
+        default_value_t = ThrottleConfig::default().per_account_and_address_per_minute
+    )]
+    pub auth_throttle_per_account_and_address: NonZeroU32,
+
+    /// Attempts per minute (and at once) from one client address, whatever
+    /// the account, per endpoint; 429 beyond.
+    #[arg(
+        long,
+        global = true,
+        env = "AUTH_THROTTLE_PER_ADDRESS",
+        default_value_t = ThrottleConfig::default().per_address_per_minute
+    )]
+    pub auth_throttle_per_address: NonZeroU32,
+
+    /// Argon2 computations at once (default: half the cores, at least 1).
+    #[arg(long, global = true, env = "PASSWORD_HASH_WORKERS")]
+    pub password_hash_workers: Option<NonZeroUsize>,
+
+    /// Logins and registrations that may wait for a hashing worker; past
+    /// them, 503 at once.
+    #[arg(
+        long,
+        global = true,
+        env = "PASSWORD_HASH_QUEUE",
+        default_value_t = HashingConfig::DEFAULT_QUEUE
+    )]
+    pub password_hash_queue: usize,
+}
+
+impl Default for AuthLimitsConfig {
+    fn default() -> Self {
+        let throttle = ThrottleConfig::default();
+        AuthLimitsConfig {
+            auth_throttle_per_account_and_address: throttle.per_account_and_address_per_minute,
+            auth_throttle_per_address: throttle.per_address_per_minute,
+            password_hash_workers: None,
+            password_hash_queue: HashingConfig::DEFAULT_QUEUE,
+        }
+    }
+}
+
+impl AuthLimitsConfig {
+    pub fn throttle(&self) -> ThrottleConfig {
+        ThrottleConfig {
+            per_account_and_address_per_minute: self.auth_throttle_per_account_and_address,
+            per_address_per_minute: self.auth_throttle_per_address,
+        }
+    }
+
+    pub fn hashing(&self) -> HashingConfig {
+        HashingConfig {
+            workers: self
+                .password_hash_workers
+                .unwrap_or_else(HashingConfig::default_workers),
+            queue: self.password_hash_queue,
+        }
     }
 }
 

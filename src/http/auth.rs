@@ -14,8 +14,8 @@ use super::error::ErrorResponse;
 use super::extract::{ApiJson, AuthUser, ClientIp};
 use super::openapi::tags;
 use super::{ApiError, AppState};
-use crate::identity::accounts::{self, Account, IdentityError, SessionTokens};
-use crate::identity::passwords::{hash_password, verify_password};
+use crate::events::AuthAction;
+use crate::identity::accounts::{self, Account, IdentityError, LockoutTarget, SessionTokens};
 use crate::identity::tokens::RefreshToken;
 use crate::identity::values::{DisplayName, Email, Password};
 
@@ -98,11 +98,13 @@ struct UserResponse {
         (status = 409, description = "The email is taken", body = ErrorResponse),
         (status = 413, description = "The body is over 64 KiB", body = ErrorResponse),
         (status = 415, description = "The body is not JSON", body = ErrorResponse),
-        (status = 503, description = "The database is unavailable", body = ErrorResponse),
+        (status = 429, description = "Too many registrations for this email or from this address", body = ErrorResponse, headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
+        (status = 503, description = "The database is unavailable, or password hashing is at capacity", body = ErrorResponse, headers(("Retry-After" = u64, description = "Seconds to wait before trying again (when hashing is at capacity)"))),
     ),
 )]
 async fn register(
     State(state): State<AppState>,
+    client: ClientIp,
     ApiJson(request): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<AuthResponse>), ApiError> {
     let mut fields = BTreeMap::new();
@@ -118,7 +120,19 @@ async fn register(
     let (Some(email), Some(password), Some(display_name)) = (email, password, display_name) else {
         return Err(ApiError::invalid_fields(fields));
     };
-    let password_hash = hash_password(password).await?;
+    throttle(
+        &state,
+        AuthAction::Register,
+        client,
+        LockoutTarget::Email(email.as_str()),
+    )
+    .await?;
+    let password_hash = state
+        .auth_limits
+        .hashing
+        .hash_password(password)
+        .await
+        .map_err(IdentityError::from)?;
     let (user, tokens) = accounts::register(
         &state.pool,
         &state.jwt,
@@ -142,12 +156,13 @@ async fn register(
         (status = 401, description = "Wrong email or password", body = ErrorResponse),
         (status = 413, description = "The body is over 64 KiB", body = ErrorResponse),
         (status = 415, description = "The body is not JSON", body = ErrorResponse),
-        (status = 503, description = "The database is unavailable", body = ErrorResponse),
+        (status = 429, description = "Too many attempts for this email from this address, or from this address", body = ErrorResponse, headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
+        (status = 503, description = "The database is unavailable, or password hashing is at capacity", body = ErrorResponse, headers(("Retry-After" = u64, description = "Seconds to wait before trying again (when hashing is at capacity)"))),
     ),
 )]
 async fn login(
     State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    client: ClientIp,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Json<AuthResponse>, ApiError> {
     let mut fields = BTreeMap::new();
@@ -160,6 +175,15 @@ async fn login(
     if !fields.is_empty() {
         return Err(ApiError::invalid_fields(fields));
     }
+    // Keyed by the email as typed, never by whether it has an account, so
+    // an unknown email is throttled exactly like a known one.
+    throttle(
+        &state,
+        AuthAction::Login,
+        client,
+        LockoutTarget::Email(&request.email),
+    )
+    .await?;
     // An email no account can have (e.g. with a NUL, which PostgreSQL
     // cannot even compare) is just an unknown email.
     let found = if Email::parse(&request.email).is_ok() {
@@ -173,16 +197,22 @@ async fn login(
     };
     // Verified even for an unknown email (against a dummy hash), so both
     // failures take as long and read the same.
-    let password_matches = verify_password(request.password, stored_hash).await?;
+    let password_matches = state
+        .auth_limits
+        .hashing
+        .verify_password(request.password, stored_hash)
+        .await
+        .map_err(IdentityError::from)?;
     let Some(account) = account.filter(|_| password_matches) else {
         return Err(IdentityError::InvalidCredentials.into());
     };
-    let tokens = accounts::log_in(&state.pool, &state.jwt, &account, &ip).await?;
+    let tokens = accounts::log_in(&state.pool, &state.jwt, &account, &client.to_string()).await?;
     Ok(Json(AuthResponse::new(account, tokens)))
 }
 
-/// Trades a refresh token for a new pair. Each refresh token works once; a
-/// reused one revokes its session.
+/// Trades a refresh token for a new pair. Each refresh token works once —
+/// presented again within a few seconds (two tabs at once) it gets the same
+/// new token again; after that, a reused one revokes its session.
 #[utoipa::path(
     post,
     path = "/api/auth/refresh",
@@ -194,11 +224,13 @@ async fn login(
         (status = 401, description = "Unknown, expired, revoked or reused refresh token", body = ErrorResponse),
         (status = 413, description = "The body is over 64 KiB", body = ErrorResponse),
         (status = 415, description = "The body is not JSON", body = ErrorResponse),
+        (status = 429, description = "Too many attempts with this token from this address, or from this address", body = ErrorResponse, headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
         (status = 503, description = "The database is unavailable", body = ErrorResponse),
     ),
 )]
 async fn refresh(
     State(state): State<AppState>,
+    client: ClientIp,
     ApiJson(request): ApiJson<RefreshRequest>,
 ) -> Result<Json<AuthResponse>, ApiError> {
     if request.refresh_token.is_empty() {
@@ -209,8 +241,54 @@ async fn refresh(
         return Err(ApiError::invalid_fields(fields));
     }
     let presented = RefreshToken::from_client(request.refresh_token);
-    let (user, tokens) = accounts::refresh(&state.pool, &state.jwt, &presented).await?;
+    throttle(
+        &state,
+        AuthAction::Refresh,
+        client,
+        LockoutTarget::RefreshToken(&presented),
+    )
+    .await?;
+    let (user, tokens) =
+        accounts::refresh(&state.pool, &state.jwt, &presented, &client.to_string()).await?;
     Ok(Json(AuthResponse::new(user, tokens)))
+}
+
+/// Counts one attempt of `action` from `client`, or refuses it with 429.
+/// The first refusal of a lockout records it on `auth-events`; if that
+/// fails, the next refusal records it instead (the 429 is answered anyway).
+async fn throttle(
+    state: &AppState,
+    action: AuthAction,
+    client: ClientIp,
+    target: LockoutTarget<'_>,
+) -> Result<(), ApiError> {
+    let account = match target {
+        LockoutTarget::Email(email) => email,
+        LockoutTarget::RefreshToken(token) => token.as_str(),
+    };
+    let limits = &state.auth_limits.throttle;
+    let Err(throttled) = limits.check(action, client.address(), account) else {
+        return Ok(());
+    };
+    if throttled.lockout_started {
+        let recorded = accounts::record_lockout(
+            &state.pool,
+            action,
+            throttled.scope,
+            &client.to_string(),
+            target,
+            throttled.retry_after.as_secs(),
+        )
+        .await;
+        if let Err(error) = recorded {
+            tracing::warn!(%error, "a lockout could not be recorded; the next refusal will");
+            limits.forget_lockout(action, client.address(), account, throttled.scope);
+        }
+    }
+    Err(ApiError::TooManyRequests {
+        message: "too many attempts; try again later".into(),
+        retry_after: throttled.retry_after,
+    })
 }
 
 /// Ends the session of the access token.

@@ -6,15 +6,17 @@
 //! `command_error` in `incidents.rs`.)
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::identity::IdentityError;
+use crate::identity::passwords::HashingError;
 use crate::incident::Rule;
 use crate::log::LogError;
 
@@ -73,6 +75,17 @@ pub enum ApiError {
     /// safe: it takes effect at most once.
     #[error("{0}")]
     OutcomeUnknown(String),
+    /// 429: too many attempts at a credential endpoint; `Retry-After` says
+    /// when to try again.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after: Duration,
+    },
+    /// 503 with `Retry-After`: password hashing is at capacity; refused at
+    /// once instead of queued.
+    #[error("the service is busy; try again shortly")]
+    Overloaded { retry_after: Duration },
     /// 500: a bug or an unexpected failure. The detail is logged; the client
     /// sees a generic message.
     #[error(transparent)]
@@ -126,6 +139,7 @@ pub enum ErrorCode {
     /// `Idempotency-Key` (safe: at most once).
     OutcomeUnknown,
     Internal,
+    TooManyRequests,
 }
 
 impl ErrorCode {
@@ -143,6 +157,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Unavailable | ErrorCode::OutcomeUnknown => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }
@@ -187,6 +202,18 @@ impl ApiError {
             ApiError::Unavailable(_) => ErrorCode::Unavailable,
             ApiError::OutcomeUnknown(_) => ErrorCode::OutcomeUnknown,
             ApiError::Internal(_) => ErrorCode::Internal,
+            ApiError::TooManyRequests { .. } => ErrorCode::TooManyRequests,
+            ApiError::Overloaded { .. } => ErrorCode::Unavailable,
+        }
+    }
+
+    /// How long the client should wait before trying again, sent as
+    /// `Retry-After` (whole seconds).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::TooManyRequests { retry_after, .. }
+            | ApiError::Overloaded { retry_after } => Some(*retry_after),
+            _ => None,
         }
     }
 }
@@ -212,6 +239,7 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let code = self.code();
+        let retry_after = self.retry_after();
         let (fields, rule) = match self {
             ApiError::BadRequest { fields, .. } if !fields.is_empty() => (Some(fields), None),
             ApiError::Rejected { rule, .. } => (None, Some(rule)),
@@ -226,11 +254,16 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from(RETRY_AFTER_SECONDS),
-            );
+        // Its own wait (a throttle's, the hashing pool's), or the one every
+        // other 503 has.
+        let wait_seconds = retry_after
+            .map(|wait| wait.as_secs().max(1))
+            .or((status == StatusCode::SERVICE_UNAVAILABLE)
+                .then_some(u64::from(RETRY_AFTER_SECONDS)));
+        if let Some(seconds) = wait_seconds {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -270,6 +303,10 @@ impl From<IdentityError> for ApiError {
             | IdentityError::UnknownUser => ApiError::Unauthorized(error.to_string()),
             IdentityError::UnknownEmail(_) => ApiError::NotFound(error.to_string()),
             IdentityError::Database(error) => ApiError::from(error),
+            IdentityError::Hashing(HashingError::Overloaded { retry_after }) => {
+                ApiError::Overloaded { retry_after }
+            }
+            IdentityError::Hashing(HashingError::Failed(error)) => ApiError::Internal(error),
             IdentityError::Internal(error) => ApiError::Internal(error),
         }
     }

@@ -2,7 +2,7 @@
 //! JSON bodies, the authenticated user, the client's address, the
 //! `Idempotency-Key` of a command.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
@@ -88,20 +88,39 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-/// The client's IP address as seen by this server ("unknown" when the
-/// server runs without connection info, as in some tests).
-pub struct ClientIp(pub String);
+/// The client's IP address as seen by this server: the peer of the TCP
+/// connection. `X-Forwarded-For` and the like are not read: anyone can
+/// send them, and a client that could choose its address could choose its
+/// throttling budget too. (`None` when the server runs without connection
+/// info, as in some tests.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl ClientIp {
+    /// The address to throttle by; all unknown peers share one.
+    pub fn address(&self) -> IpAddr {
+        self.0.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED))
+    }
+}
+
+impl std::fmt::Display for ClientIp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(address) => address.fmt(f),
+            None => f.write_str("unknown"),
+        }
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
+        let address = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(address)| address.ip().to_string())
-            .unwrap_or_else(|| "unknown".into());
-        Ok(ClientIp(ip))
+            .map(|ConnectInfo(address)| address.ip().to_canonical());
+        Ok(ClientIp(address))
     }
 }
 

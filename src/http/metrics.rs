@@ -1,21 +1,25 @@
 //! `GET /metrics` in the Prometheus text format: projector offsets and lag
 //! (in events, and the age of the oldest unapplied event), dead letters,
-//! outbox backlog, and HTTP request counts and latency histograms.
+//! outbox backlog, HTTP request counts and latency histograms, password
+//! hashing load and throttled attempts.
+//!
+//! Served on a listener of its own (`--metrics-address`, loopback by
+//! default), not on the public port: metrics tell an outsider too much
+//! (routes, load, lag) to be public. It is not part of the OpenAPI
+//! document, which describes the public API.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
+use axum::routing::get;
 
-use super::error::ErrorResponse;
-use super::openapi::tags;
 use super::{ApiError, AppState};
 use crate::events::Event;
 use crate::log::Topic;
@@ -84,21 +88,21 @@ pub async fn record_request(
     response
 }
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(metrics))
+/// The metrics listener's whole router: `GET /metrics`, and the JSON 404
+/// for anything else.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(METRICS_PATH, get(metrics))
+        .fallback(super::error::route_not_found)
+        .with_state(state)
 }
 
+pub const METRICS_PATH: &str = "/metrics";
+
 /// Prometheus metrics: projector offsets and lag, dead letters, outbox
-/// backlog, HTTP request counts and latencies.
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = tags::SERVICE,
-    responses(
-        (status = 200, description = "The Prometheus text format (version 0.0.4)", body = String, content_type = "text/plain"),
-        (status = 503, description = "The database or the log is unavailable", body = ErrorResponse),
-    ),
-)]
+/// backlog, HTTP request counts and latencies, hashing and throttling.
+/// 200 in the Prometheus text format (version 0.0.4); 503 when the
+/// database or the log is unavailable.
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let mut out = String::new();
     if let Some(breaker) = state.log.breaker() {
@@ -218,5 +222,46 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
             data.count
         );
     }
+    write_auth_limits(&mut out, &state);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}
+
+fn write_auth_limits(out: &mut String, state: &AppState) {
+    let load = state.auth_limits.hashing.load();
+    let _ = writeln!(
+        out,
+        "# HELP marauders_password_hashing_running Argon2 computations running.\n# TYPE marauders_password_hashing_running gauge\nmarauders_password_hashing_running {}",
+        load.running
+    );
+    let _ = writeln!(
+        out,
+        "# HELP marauders_password_hashing_queued Logins and registrations waiting for a hashing worker.\n# TYPE marauders_password_hashing_queued gauge\nmarauders_password_hashing_queued {}",
+        load.queued
+    );
+    let _ = writeln!(
+        out,
+        "# HELP marauders_password_hashing_rejected_total Requests answered 503 because hashing was at capacity.\n# TYPE marauders_password_hashing_rejected_total counter\nmarauders_password_hashing_rejected_total {}",
+        load.rejected_total
+    );
+    let counts = state.auth_limits.throttle.counts();
+    out.push_str("# HELP marauders_auth_throttled_total Attempts answered 429, by endpoint and limit.\n# TYPE marauders_auth_throttled_total counter\n");
+    for count in &counts {
+        let _ = writeln!(
+            out,
+            "marauders_auth_throttled_total{{action=\"{}\",scope=\"{}\"}} {}",
+            count.action.as_str(),
+            count.scope.as_str(),
+            count.refused
+        );
+    }
+    out.push_str("# HELP marauders_auth_lockouts_total Lockouts started (each is one auth.locked_out event), by endpoint and limit.\n# TYPE marauders_auth_lockouts_total counter\n");
+    for count in &counts {
+        let _ = writeln!(
+            out,
+            "marauders_auth_lockouts_total{{action=\"{}\",scope=\"{}\"}} {}",
+            count.action.as_str(),
+            count.scope.as_str(),
+            count.lockouts
+        );
+    }
 }

@@ -8,16 +8,21 @@
 //! - [`auth`]: `/api/auth/*` (identity).
 //! - [`incidents`]: the incident commands (the write side).
 //! - [`queries`]: incident queries from the read model, with `minOffset`.
-//! - [`metrics`]: `GET /metrics` (Prometheus) and the request timer.
+//! - [`metrics`]: `GET /metrics` (Prometheus) on a listener of its own, and
+//!   the request timer.
 //! - [`notifications`]: the caller's notifications, and the audit log.
 //! - [`replay`]: `GET /api/events/replay`, reading the log from an offset.
 //! - [`extract`]: JSON bodies, the authenticated user, the client address.
 //! - [`web`]: the built web page at `/` (the fallback for every other path).
+//! - [`body_limit`]: oversized bodies get a 413 the client can read.
+//! - [`security_headers`]: CSP, `nosniff` and `Referrer-Policy` on every
+//!   response.
 //! - [`openapi`]: the OpenAPI document (`GET /api/openapi.json`), generated
 //!   from the handlers, and Swagger UI (`GET /api/docs`).
 
 pub mod admin;
 pub mod auth;
+pub mod body_limit;
 pub mod deadline;
 pub mod error;
 pub mod extract;
@@ -29,6 +34,7 @@ pub mod openapi;
 pub mod queries;
 pub mod replay;
 pub mod schemas;
+pub mod security_headers;
 pub mod web;
 
 use std::path::Path;
@@ -41,15 +47,14 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
 
+pub use body_limit::MAX_BODY_BYTES;
 pub use error::ApiError;
 
 use crate::commands::{CommandHandler, WriteModel};
+use crate::identity::AuthLimits;
 use crate::identity::tokens::JwtKeys;
 use crate::log::EventLog;
 use crate::projections::Projections;
-
-/// The largest request body accepted (413 beyond it).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// What every handler can reach. Cheap to clone (everything inside is a
 /// handle).
@@ -62,6 +67,9 @@ pub struct AppState {
     pub write_model: Arc<WriteModel>,
     pub projections: Arc<Projections>,
     pub http_metrics: Arc<metrics::HttpMetrics>,
+    /// Throttling and bounded password hashing for the credential
+    /// endpoints.
+    pub auth_limits: Arc<AuthLimits>,
     /// The built web page served at `/` (`--web-dir`).
     pub web_dir: Arc<Path>,
     pub deadlines: deadline::Deadlines,
@@ -79,7 +87,6 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(queries::router())
         .merge(notifications::router())
         .merge(admin::router())
-        .merge(metrics::router())
         .merge(replay::router())
 }
 
@@ -98,7 +105,11 @@ pub fn router(state: AppState) -> Router {
             metrics::record_request,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(body_limit::limit_request_body))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::map_response(
+            security_headers::add_security_headers,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

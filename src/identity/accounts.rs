@@ -2,17 +2,18 @@
 //! change and records its `auth-events` event in the outbox, so the event
 //! exists exactly when the change does.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::tokens::{JwtKeys, RefreshToken, SESSION_TTL};
+use super::passwords::HashingError;
+use super::tokens::{JwtKeys, REFRESH_GRACE, RefreshToken, SESSION_TTL};
 use super::values::{DisplayName, Email};
 use crate::domain::Role;
 use crate::events::{
-    Event, EventPayload, TokenRefreshed, UserLoggedIn, UserLoggedOut, UserRegistered,
-    UserRoleChanged,
+    AuthAction, AuthLockedOut, Event, EventPayload, RevocationReason, SessionRevoked,
+    ThrottleScope, TokenRefreshed, UserLoggedIn, UserLoggedOut, UserRegistered, UserRoleChanged,
 };
 use crate::outbox::insert_outbox_event;
 
@@ -73,6 +74,8 @@ pub enum IdentityError {
     UnknownEmail(String),
     #[error("the user no longer exists")]
     UnknownUser,
+    #[error(transparent)]
+    Hashing(#[from] HashingError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -159,49 +162,77 @@ pub async fn log_in(
     Ok(tokens)
 }
 
-/// Exchanges a refresh token for a new pair. Each token works once: a
-/// second use revokes the whole session.
+/// Exchanges a refresh token for a new pair. Each token works once, plus a
+/// grace period ([`REFRESH_GRACE`]): presented again within it — two tabs
+/// refreshing at once — it gets the same successor again, so both keep a
+/// working token. After it, a second use revokes the whole session, and the
+/// revocation is recorded (`session.revoked`, from `ip`).
 pub async fn refresh(
     pool: &PgPool,
     keys: &JwtKeys,
     presented: &RefreshToken,
+    ip: &str,
 ) -> Result<(Account, SessionTokens), IdentityError> {
     let mut tx = pool.begin().await?;
-    let row: Option<(Uuid, Option<DateTime<Utc>>, bool)> = sqlx::query_as(
-        "SELECT s.id, t.rotated_at, (s.revoked_at IS NULL AND s.expires_at > now())
+    // The row locks make concurrent exchanges of one token take turns: the
+    // second sees the first's rotation (and its time) when it gets the lock.
+    let row: Option<(Uuid, Uuid, bool, bool, bool)> = sqlx::query_as(
+        "SELECT s.id, s.user_id, (s.revoked_at IS NULL AND s.expires_at > now()),
+                t.rotated_at IS NOT NULL,
+                COALESCE(t.rotated_at > now() - make_interval(secs => $2), false)
            FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
           WHERE t.token_hash = $1
           FOR UPDATE OF t, s",
     )
     .bind(presented.hash())
+    .bind(REFRESH_GRACE.as_secs_f64())
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((session_id, rotated_at, session_alive)) = row else {
+    let Some((session_id, user_id, session_alive, rotated, within_grace)) = row else {
         return Err(IdentityError::InvalidRefreshToken);
     };
     if !session_alive {
         return Err(IdentityError::InvalidRefreshToken);
     }
-    if rotated_at.is_some() {
-        sqlx::query("UPDATE sessions SET revoked_at = now(), revoked_reason = 'refresh token reused' WHERE id = $1")
+    let successor = keys.successor_of(presented);
+    match (rotated, within_grace) {
+        (false, _) => {
+            sqlx::query("UPDATE refresh_tokens SET rotated_at = now() WHERE token_hash = $1")
+                .bind(presented.hash())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id) VALUES ($1, $2)")
+                .bind(successor.hash())
+                .bind(session_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Exchanged a moment ago: its successor is already stored.
+        (true, true) => {}
+        (true, false) => {
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = now(), revoked_reason = 'refresh token reused' WHERE id = $1",
+            )
             .bind(session_id)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
-        tracing::warn!(%session_id, "a rotated refresh token was presented again; session revoked");
-        return Err(IdentityError::RefreshTokenReused);
+            let revoked = SessionRevoked {
+                user_id,
+                session_id,
+                reason: RevocationReason::RefreshTokenReused,
+                ip: ip.to_owned(),
+            };
+            record(&mut tx, revoked.into(), Some(user_id)).await?;
+            tx.commit().await?;
+            tracing::warn!(%session_id, "a rotated refresh token was presented again; session revoked");
+            return Err(IdentityError::RefreshTokenReused);
+        }
     }
-    sqlx::query("UPDATE refresh_tokens SET rotated_at = now() WHERE token_hash = $1")
-        .bind(presented.hash())
-        .execute(&mut *tx)
-        .await?;
-    let account: Account = sqlx::query_as(
-        "SELECT id, email, display_name, role FROM users WHERE id = (SELECT user_id FROM sessions WHERE id = $1)",
-    )
-    .bind(session_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    let refresh_token = issue_refresh_token(&mut tx, session_id).await?;
+    let account: Account =
+        sqlx::query_as("SELECT id, email, display_name, role FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_one(&mut *tx)
+            .await?;
     record(
         &mut tx,
         TokenRefreshed {
@@ -215,9 +246,70 @@ pub async fn refresh(
     let tokens = SessionTokens {
         session_id,
         access_token: keys.issue_access_token(account.id, account.role(), session_id),
-        refresh_token,
+        refresh_token: successor,
     };
     Ok((account, tokens))
+}
+
+/// What a lockout was aimed at: an email (login, registration) or a
+/// refresh token.
+#[derive(Debug, Clone, Copy)]
+pub enum LockoutTarget<'a> {
+    Email(&'a str),
+    RefreshToken(&'a RefreshToken),
+}
+
+/// Records the start of a lockout (`auth.locked_out`) with the account it
+/// protects, if there is one — looked up the same way whether or not there
+/// is, so a lockout costs the same for an unknown email as for a known one.
+pub async fn record_lockout(
+    pool: &PgPool,
+    action: AuthAction,
+    scope: ThrottleScope,
+    ip: &str,
+    target: LockoutTarget<'_>,
+    retry_after_seconds: u64,
+) -> Result<(), IdentityError> {
+    let (email, user_id) = match (scope, target) {
+        (ThrottleScope::Address, _) => (None, None),
+        (ThrottleScope::AccountAndAddress, LockoutTarget::Email(raw)) => {
+            let email = Email::parse(raw).ok();
+            let user_id = match &email {
+                Some(email) => {
+                    sqlx::query_scalar("SELECT id FROM users WHERE lower(email) = lower($1)")
+                        .bind(email.as_str())
+                        .fetch_optional(pool)
+                        .await?
+                }
+                None => None,
+            };
+            (email.map(|email| email.as_str().to_owned()), user_id)
+        }
+        (ThrottleScope::AccountAndAddress, LockoutTarget::RefreshToken(token)) => {
+            let user_id = sqlx::query_scalar(
+                "SELECT s.user_id FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
+                  WHERE t.token_hash = $1",
+            )
+            .bind(token.hash())
+            .fetch_optional(pool)
+            .await?;
+            (None, user_id)
+        }
+    };
+    let lockout = AuthLockedOut {
+        action,
+        scope,
+        ip: ip.to_owned(),
+        email,
+        user_id,
+        retry_after_seconds,
+    };
+    let mut tx = pool.begin().await?;
+    // No user caused it (the envelope's userId); `data.userId` names the
+    // account it protects.
+    record(&mut tx, lockout.into(), None).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Ends a session. Ending one that already ended changes nothing and

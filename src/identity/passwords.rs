@@ -1,42 +1,168 @@
-//! argon2id password hashing. Hashing takes tens of milliseconds of CPU on
-//! purpose, so it runs on the blocking pool, never on the async runtime.
+//! argon2id password hashing, bounded. Hashing takes tens of milliseconds
+//! of CPU and 19 MiB of memory on purpose, so it runs on the blocking pool,
+//! never on the async runtime — and at most [`HashingConfig::workers`] at a
+//! time, with a short queue behind them. A request that finds the queue full
+//! is refused at once ([`HashingError::Overloaded`], a 503 with
+//! `Retry-After`) rather than waiting: a burst of logins then costs a fixed
+//! share of the CPU, and commands, queries and sockets keep the rest.
 
-use std::sync::OnceLock;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier};
 use argon2::{Argon2, PasswordHash};
+use tokio::sync::Semaphore;
 
 use super::values::Password;
 
-/// Hashes `password` into a PHC string (algorithm, parameters, salt, hash).
-pub async fn hash_password(password: Password) -> anyhow::Result<String> {
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.expose().as_bytes())
-            .map(|hash| hash.to_string())
-            .map_err(|error| anyhow::anyhow!("Failed to hash a password: {error}"))
-    })
-    .await?
+/// How much hashing may happen at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashingConfig {
+    /// Argon2 computations running at once.
+    pub workers: NonZeroUsize,
+    /// Requests that may wait for a worker; past them, 503 at once.
+    pub queue: usize,
 }
 
-/// Checks `candidate` against a stored hash. With no stored hash (unknown
-/// email) it checks against a dummy hash, so both failures take the same
-/// time and cannot be told apart by timing.
-pub async fn verify_password(
-    candidate: String,
-    stored_hash: Option<String>,
-) -> anyhow::Result<bool> {
-    tokio::task::spawn_blocking(move || {
-        let known_user = stored_hash.is_some();
-        let stored = stored_hash.unwrap_or_else(|| dummy_hash().to_owned());
-        let parsed = PasswordHash::new(&stored)
-            .map_err(|error| anyhow::anyhow!("Stored password hash is invalid: {error}"))?;
-        let matches = Argon2::default()
-            .verify_password(candidate.as_bytes(), &parsed)
-            .is_ok();
-        Ok(known_user && matches)
-    })
-    .await?
+impl HashingConfig {
+    /// Half the cores (at least one): the other half stays with the async
+    /// runtime.
+    pub fn default_workers() -> NonZeroUsize {
+        let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        NonZeroUsize::new(cores / 2).unwrap_or(NonZeroUsize::MIN)
+    }
+
+    pub const DEFAULT_QUEUE: usize = 16;
+}
+
+impl Default for HashingConfig {
+    fn default() -> Self {
+        HashingConfig {
+            workers: Self::default_workers(),
+            queue: Self::DEFAULT_QUEUE,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashingError {
+    /// Every worker is busy and the queue is full: try again after this.
+    #[error("password hashing is at capacity")]
+    Overloaded { retry_after: Duration },
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+/// What the hashing pool is doing, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashingLoad {
+    pub running: usize,
+    pub queued: usize,
+    /// Requests refused because the queue was full, since start-up.
+    pub rejected_total: u64,
+}
+
+/// The bounded Argon2 pool: one per service instance.
+pub struct PasswordHashing {
+    config: HashingConfig,
+    /// One permit per worker: held while a computation runs.
+    workers: Arc<Semaphore>,
+    /// One permit per worker and queue place: held from admission to the end
+    /// of the computation, and never waited for.
+    admissions: Arc<Semaphore>,
+    rejected: AtomicU64,
+}
+
+/// What a refused request is told to wait: the queue drains in well under
+/// a second; a second is the smallest `Retry-After` there is.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+impl PasswordHashing {
+    pub fn new(config: HashingConfig) -> Self {
+        let workers = config.workers.get();
+        PasswordHashing {
+            config,
+            workers: Arc::new(Semaphore::new(workers)),
+            admissions: Arc::new(Semaphore::new(workers + config.queue)),
+            rejected: AtomicU64::new(0),
+        }
+    }
+
+    /// Hashes `password` into a PHC string (algorithm, parameters, salt,
+    /// hash).
+    pub async fn hash_password(&self, password: Password) -> Result<String, HashingError> {
+        self.run(move || {
+            Argon2::default()
+                .hash_password(password.expose().as_bytes())
+                .map(|hash| hash.to_string())
+                .map_err(|error| anyhow::anyhow!("Failed to hash a password: {error}"))
+        })
+        .await
+    }
+
+    /// Checks `candidate` against a stored hash. With no stored hash
+    /// (unknown email) it checks against a dummy hash, so both failures take
+    /// the same time and cannot be told apart by timing.
+    pub async fn verify_password(
+        &self,
+        candidate: String,
+        stored_hash: Option<String>,
+    ) -> Result<bool, HashingError> {
+        self.run(move || {
+            let known_user = stored_hash.is_some();
+            let stored = stored_hash.unwrap_or_else(|| dummy_hash().to_owned());
+            let parsed = PasswordHash::new(&stored)
+                .map_err(|error| anyhow::anyhow!("Stored password hash is invalid: {error}"))?;
+            let matches = Argon2::default()
+                .verify_password(candidate.as_bytes(), &parsed)
+                .is_ok();
+            Ok(known_user && matches)
+        })
+        .await
+    }
+
+    pub fn load(&self) -> HashingLoad {
+        let workers = self.config.workers.get();
+        let running = workers - self.workers.available_permits();
+        let admitted = workers + self.config.queue - self.admissions.available_permits();
+        HashingLoad {
+            running,
+            queued: admitted.saturating_sub(running),
+            rejected_total: self.rejected.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Admits the computation or refuses it at once, waits for a worker,
+    /// and runs it on the blocking pool. Both permits move into the blocking
+    /// task: if the request is dropped meanwhile, the computation still
+    /// counts until it really ends.
+    async fn run<T: Send + 'static>(
+        &self,
+        compute: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, HashingError> {
+        let Ok(admission) = self.admissions.clone().try_acquire_owned() else {
+            self.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(HashingError::Overloaded {
+                retry_after: RETRY_AFTER,
+            });
+        };
+        let worker = self
+            .workers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| anyhow::anyhow!("the hashing pool is closed"))?;
+        let result = tokio::task::spawn_blocking(move || {
+            let result = compute();
+            drop((worker, admission));
+            result
+        })
+        .await
+        .map_err(|error| anyhow::anyhow!("password hashing panicked: {error}"))?;
+        Ok(result?)
+    }
 }
 
 fn dummy_hash() -> &'static str {
@@ -47,4 +173,36 @@ fn dummy_hash() -> &'static str {
             .map(|hash| hash.to_string())
             .expect("hashing a constant succeeds")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_hash_verifies_its_password_only() {
+        let pool = PasswordHashing::new(HashingConfig::default());
+        let hash = pool
+            .hash_password(Password::parse("alohomora-123").unwrap())
+            .await
+            .unwrap();
+        assert!(
+            pool.verify_password("alohomora-123".into(), Some(hash.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !pool
+                .verify_password("colloportus".into(), Some(hash))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !pool
+                .verify_password("alohomora-123".into(), None)
+                .await
+                .unwrap()
+        );
+        assert_eq!(pool.load().running + pool.load().queued, 0);
+    }
 }

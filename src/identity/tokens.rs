@@ -8,7 +8,13 @@
 //! closes them when their token expires or their session ends,
 //! `src/realtime/expiry.rs`.) Refresh tokens are 256 random
 //! bits; the database keeps only their SHA-256, and each is good for one
-//! exchange (rotation).
+//! exchange (rotation) — plus a few seconds' grace, so that two tabs
+//! refreshing with the same token at once both stay logged in. That needs
+//! both to get the *same* successor although the server never keeps a
+//! token's value: the successor of a token is derived from it, an
+//! HMAC-SHA256 of the token under a key derived from the JWT secret
+//! ([`JwtKeys::successor_of`]). Unpredictable without the secret, and the
+//! same every time it is asked for.
 
 use std::io::Write;
 use std::path::Path;
@@ -17,6 +23,7 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -50,13 +57,30 @@ pub enum TokenError {
     Invalid,
 }
 
-/// The keys that sign and check access tokens.
+/// How long after a refresh token was exchanged it may be presented again
+/// and get the same successor (two tabs refreshing at once). After it, a
+/// second use is a reuse: the token leaked, and its session is revoked.
+pub const REFRESH_GRACE: Duration = Duration::from_secs(10);
+
+/// The keys derived from the JWT secret: they sign and check access tokens,
+/// and derive refresh tokens' successors.
 pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
     /// How long the access tokens it issues are valid.
     access_token_lifetime: Duration,
+    /// Keys [`JwtKeys::successor_of`]; derived from the secret for that one
+    /// purpose, so it signs nothing else.
+    successor_key: [u8; 32],
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 impl JwtKeys {
@@ -69,6 +93,7 @@ impl JwtKeys {
             decoding: DecodingKey::from_secret(secret),
             validation,
             access_token_lifetime: ACCESS_TOKEN_TTL,
+            successor_key: hmac_sha256(secret, b"marauders-map refresh token successor v1"),
         }
     }
 
@@ -77,6 +102,14 @@ impl JwtKeys {
     pub fn with_access_token_lifetime(mut self, lifetime: Duration) -> Self {
         self.access_token_lifetime = lifetime;
         self
+    }
+
+    /// The refresh token that replaces `token` when it is exchanged: the
+    /// same for every exchange of `token`, unguessable without the secret.
+    pub fn successor_of(&self, token: &RefreshToken) -> RefreshToken {
+        RefreshToken(
+            URL_SAFE_NO_PAD.encode(hmac_sha256(&self.successor_key, token.as_str().as_bytes())),
+        )
     }
 
     pub fn issue_access_token(&self, user_id: Uuid, role: Role, session_id: Uuid) -> String {
@@ -245,6 +278,21 @@ mod tests {
         assert_eq!(a.as_str().len(), 43, "256 bits in unpadded base64url");
         assert_eq!(a.hash().len(), 32);
         assert_ne!(a.hash(), a.as_str().as_bytes());
+    }
+
+    #[test]
+    fn a_successor_is_the_same_each_time_and_depends_on_the_token_and_the_secret() {
+        let keys = JwtKeys::from_secret(&[7; 32]);
+        let token = RefreshToken::generate();
+        let successor = keys.successor_of(&token);
+        assert_eq!(keys.successor_of(&token), successor);
+        assert_eq!(successor.as_str().len(), 43, "256 bits, like a fresh token");
+        assert_ne!(successor, token);
+        assert_ne!(keys.successor_of(&RefreshToken::generate()), successor);
+        assert_ne!(
+            JwtKeys::from_secret(&[8; 32]).successor_of(&token),
+            successor
+        );
     }
 
     #[test]

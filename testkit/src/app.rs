@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use marauders_map::app::Application;
 use marauders_map::commands::{Faults, WriteModel};
-use marauders_map::config::{Config, ServeConfig};
+use marauders_map::config::{AuthLimitsConfig, Config, ServeConfig};
 use marauders_map::domain::{Role, Severity};
 use marauders_map::events::Event;
 use marauders_map::identity::tokens::{AccessClaims, JwtKeys};
@@ -68,6 +68,8 @@ impl Bearer for TestUser {
 pub struct TestApp {
     /// `http://127.0.0.1:<port>`.
     pub address: String,
+    /// `http://127.0.0.1:<metrics port>`: the metrics listener.
+    pub metrics_address: String,
     pub database: TestDatabase,
     pub client: reqwest::Client,
     /// The write side's in-memory fold, to compare with other readers.
@@ -105,6 +107,7 @@ pub struct TestAppBuilder {
     database_timeout: Duration,
     /// Reach the database through a [`FreezableProxy`] of the app's own.
     database_behind_proxy: bool,
+    auth_limits: AuthLimitsConfig,
 }
 
 enum DatabaseChoice {
@@ -223,6 +226,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// Throttling and hashing limits other than the defaults `serve` has.
+    pub fn auth_limits(mut self, limits: AuthLimitsConfig) -> Self {
+        self.auth_limits = limits;
+        self
+    }
+
     /// Builds the real [`Application`] on port 0 and runs it in the
     /// background until [`TestApp::stop`].
     pub async fn spawn(self) -> TestApp {
@@ -253,6 +262,8 @@ impl TestAppBuilder {
             web_dir: self.web_dir,
             access_token_lifetime_secs: self.access_token_lifetime.as_secs().max(1),
             session_check_interval_ms: self.session_check_interval.as_millis() as u64,
+            metrics_address: "127.0.0.1:0".parse().expect("a socket address"),
+            auth_limits: self.auth_limits,
         };
         // The service gets a pool of its own, as in production: stopping it
         // closes that pool, not the test's.
@@ -281,12 +292,14 @@ impl TestAppBuilder {
             .await
             .expect("the service builds");
         let address = format!("http://127.0.0.1:{}", application.port());
+        let metrics_address = format!("http://127.0.0.1:{}", application.metrics_port());
         let write_model = application.write_model();
         let faults = application.faults();
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(application.run_until_stopped(shutdown.clone()));
         TestApp {
             address,
+            metrics_address,
             database,
             client: reqwest::Client::new(),
             write_model,
@@ -346,6 +359,7 @@ impl TestApp {
             request_deadline: Duration::from_millis(4_500),
             database_timeout: Duration::from_secs(2),
             database_behind_proxy: false,
+            auth_limits: AuthLimitsConfig::default(),
         }
     }
 
@@ -481,14 +495,72 @@ impl TestApp {
 
     /// Sends any request and reads the answer.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> ApiResponse {
+        self.send_via(&self.client, request).await
+    }
+
+    /// Sends a request built for `client` (e.g. one from
+    /// [`TestApp::client_from`]) and reads the answer.
+    pub async fn send_via(
+        &self,
+        client: &reqwest::Client,
+        request: reqwest::RequestBuilder,
+    ) -> ApiResponse {
         let request = request.build().expect("a well-formed request");
         let label = format!("{} {}", request.method(), request.url().path());
-        let response = self
-            .client
+        let response = client
             .execute(request)
             .await
             .unwrap_or_else(|error| panic!("{label}: {error}"));
         ApiResponse::read(label, response).await
+    }
+
+    /// A client whose connections come from `address`, e.g. `127.0.0.2`:
+    /// Linux routes all of 127.0.0.0/8 to loopback, so the service sees
+    /// another client address — the real peer address it throttles by,
+    /// not a header anyone could set.
+    pub fn client_from(&self, address: &str) -> reqwest::Client {
+        let address: std::net::IpAddr = address.parse().expect("an IP address");
+        reqwest::Client::builder()
+            .local_address(address)
+            .build()
+            .expect("a client")
+    }
+
+    /// `POST /api/auth/login` from `client` (see [`TestApp::client_from`]).
+    pub async fn login_via(
+        &self,
+        client: &reqwest::Client,
+        email: &str,
+        password: &str,
+    ) -> ApiResponse {
+        let request = client
+            .post(self.url("/api/auth/login"))
+            .json(&json!({"email": email, "password": password}));
+        self.send_via(client, request).await
+    }
+
+    /// `GET /metrics` from the metrics listener, as text.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .client
+            .get(format!("{}/metrics", self.metrics_address))
+            .send()
+            .await
+            .expect("the metrics listener answers");
+        assert_eq!(response.status(), 200, "GET /metrics");
+        response.text().await.expect("the metrics are text")
+    }
+
+    /// One value of the metrics, e.g.
+    /// `metric("marauders_password_hashing_queued")`.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|line| {
+                let (name, value) = line.rsplit_once(' ')?;
+                (name == series).then(|| value.parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
     }
 
     async fn call(

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use marauders_map::domain::Role;
-use marauders_map::events::{Event, EventPayload};
+use marauders_map::events::{Event, EventPayload, RevocationReason};
 use marauders_map::identity::accounts;
 use marauders_map::identity::tokens::{AccessClaims, JwtKeys};
 use marauders_map::log::{EventLog, Topic};
@@ -177,11 +177,64 @@ async fn refresh_rotates_the_refresh_token_and_the_new_access_token_works() {
     app.stop().await;
 }
 
+/// Makes every exchanged refresh token of the app's database look
+/// exchanged a minute ago — past the grace period — as time would.
+async fn let_the_grace_period_pass(app: &TestApp) {
+    sqlx::query(
+        "UPDATE refresh_tokens SET rotated_at = rotated_at - interval '1 minute'
+          WHERE rotated_at IS NOT NULL",
+    )
+    .execute(&app.database.pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn two_refreshes_of_one_token_at_once_both_get_working_tokens_and_the_session_survives() {
+    let app = TestApp::spawn().await;
+    let ginny = app.register("ginny@hogwarts.edu", "Ginny").await;
+
+    // Two tabs notice the expired access token at the same moment.
+    let (first, second) = futures::future::join(
+        app.refresh(&ginny.refresh_token),
+        app.refresh(&ginny.refresh_token),
+    )
+    .await;
+
+    let (first, second) = (first.assert_status(200), second.assert_status(200));
+    assert_eq!(
+        first.body["refreshToken"], second.body["refreshToken"],
+        "both get the one successor"
+    );
+    for tab in [&first, &second] {
+        app.me(tab.body["accessToken"].as_str().unwrap())
+            .await
+            .assert_status(200);
+    }
+    // Either tab goes on refreshing, and the session lives.
+    let successor = first.body["refreshToken"].as_str().unwrap();
+    app.refresh(successor).await.assert_status(200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_refresh_token_presented_again_within_the_grace_period_gets_the_same_successor() {
+    let app = TestApp::spawn().await;
+    let ginny = app.register("ginny@hogwarts.edu", "Ginny").await;
+    let rotated = app.refresh(&ginny.refresh_token).await.assert_status(200);
+
+    let again = app.refresh(&ginny.refresh_token).await.assert_status(200);
+
+    assert_eq!(again.body["refreshToken"], rotated.body["refreshToken"]);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_reused_refresh_token_is_refused_and_revokes_its_whole_session() {
     let app = TestApp::spawn().await;
     let ginny = app.register("ginny@hogwarts.edu", "Ginny").await;
     let rotated = app.refresh(&ginny.refresh_token).await.assert_status(200);
+    let_the_grace_period_pass(&app).await;
 
     // The first token comes back: somebody copied it.
     let reused = app.refresh(&ginny.refresh_token).await.assert_status(401);
@@ -205,11 +258,38 @@ async fn a_reused_refresh_token_leaves_the_users_other_sessions_alone() {
         .await
         .assert_status(200);
     app.refresh(&ginny.refresh_token).await.assert_status(200);
+    let_the_grace_period_pass(&app).await;
 
     app.refresh(&ginny.refresh_token).await.assert_status(401);
 
     let other_token = other_session.body["refreshToken"].as_str().unwrap();
     app.refresh(other_token).await.assert_status(200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_revocation_for_reuse_is_recorded_on_auth_events() {
+    let app = TestApp::spawn().await;
+    let ginny = app.register("ginny@hogwarts.edu", "Ginny").await;
+    app.refresh(&ginny.refresh_token).await.assert_status(200);
+    let_the_grace_period_pass(&app).await;
+
+    app.refresh(&ginny.refresh_token).await.assert_status(401);
+
+    let events = auth_events_before_a_marker(&app).await;
+    assert_eq!(
+        event_types(&events),
+        ["user.registered", "token.refreshed", "session.revoked"]
+    );
+    match &events[2].payload {
+        EventPayload::SessionRevoked(revoked) => {
+            assert_eq!(revoked.user_id, ginny.id);
+            assert_eq!(revoked.reason, RevocationReason::RefreshTokenReused);
+            assert_eq!(revoked.ip, "127.0.0.1");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(events[2].user_id, Some(ginny.id));
     app.stop().await;
 }
 

@@ -8,6 +8,7 @@
 //! methods, given/when/then for the aggregate (in `core/tests/`), and the
 //! Iggy `#[ignore]` convention.
 
+mod auth_limits;
 mod fixture_log;
 mod frozen_dependencies;
 mod http_edge;

@@ -333,9 +333,7 @@ async fn metrics_show_projector_lag_dead_letters_outbox_and_requests() {
         .assert_status(200);
     crate::rebuild::wait_until_caught_up(&app, &pomfrey).await;
 
-    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    let text = response.text().await.unwrap();
+    let text = app.metrics().await;
     for expected in [
         "marauders_projector_offset{projector=\"read-model\",topic=\"incident-events\"} 1",
         "marauders_projector_lag_events{projector=\"read-model\"} 0",

@@ -66,6 +66,31 @@ async fn the_built_page_is_served_at_the_root_and_never_cached_stale() {
 }
 
 #[tokio::test]
+async fn the_page_forbids_inline_script_and_framing_and_sniffing() {
+    let page = BuiltPage::new();
+    let app = app_serving(&page).await;
+
+    for path in ["/", "/assets/index-abc123.js"] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
+        let policy = header("content-security-policy");
+        for directive in [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "frame-ancestors 'none'",
+            "object-src 'none'",
+        ] {
+            assert!(policy.contains(directive), "{path}: {policy}");
+        }
+        assert!(!policy.contains("unsafe-inline") && !policy.contains("unsafe-eval"));
+        assert_eq!(header("x-content-type-options"), "nosniff");
+        assert_eq!(header("referrer-policy"), "no-referrer");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn the_pages_hashed_assets_are_cached_for_good() {
     let page = BuiltPage::new();
     let app = app_serving(&page).await;

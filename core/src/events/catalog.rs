@@ -96,6 +96,8 @@ catalog! {
     UserRegistered => "user.registered" on AuthEvents,
     TokenRefreshed => "token.refreshed" on AuthEvents,
     UserRoleChanged => "user.role_changed" on AuthEvents,
+    SessionRevoked => "session.revoked" on AuthEvents,
+    AuthLockedOut => "auth.locked_out" on AuthEvents,
 }
 
 impl fmt::Display for EventType {
@@ -300,6 +302,85 @@ pub struct UserRoleChanged {
     pub new_role: Role,
 }
 
+/// `session.revoked`: a session ended other than by logging out (a logout
+/// is `user.logged_out`), with every refresh token of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRevoked {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub reason: RevocationReason,
+    /// The address of the request that caused it.
+    pub ip: String,
+}
+
+/// Why a session was revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationReason {
+    /// A refresh token that had already been exchanged came back after the
+    /// grace period: it leaked, so the whole session ends.
+    RefreshTokenReused,
+}
+
+/// `auth.locked_out`: attempts at a credential endpoint were refused for a
+/// while (429). One event per lockout, however many attempts it refuses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthLockedOut {
+    pub action: AuthAction,
+    pub scope: ThrottleScope,
+    /// The client address the lockout applies to.
+    pub ip: String,
+    /// For an account's lockout on login or registration: the email tried,
+    /// when it is a well-formed one (whether or not an account has it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The account the attempts were aimed at, when one exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Uuid>,
+    /// When the first refused attempt may be retried.
+    pub retry_after_seconds: u64,
+}
+
+/// A credential endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthAction {
+    Login,
+    Register,
+    Refresh,
+}
+
+impl AuthAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthAction::Login => "login",
+            AuthAction::Register => "register",
+            AuthAction::Refresh => "refresh",
+        }
+    }
+}
+
+impl ThrottleScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThrottleScope::AccountAndAddress => "account_and_address",
+            ThrottleScope::Address => "address",
+        }
+    }
+}
+
+/// Which limit refused the attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThrottleScope {
+    /// One account (email, or refresh token) from one address.
+    AccountAndAddress,
+    /// Every attempt from one address, whatever the account.
+    Address,
+}
+
 /// Serde for `Option<Option<T>>` where an absent field is `None` and an
 /// explicit `null` is `Some(None)` (used with `default` and
 /// `skip_serializing_if = "Option::is_none"`).
@@ -328,12 +409,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_catalog_has_the_seeds_fourteen_types_plus_role_changes_on_three_topics() {
-        assert_eq!(EventType::ALL.len(), 15);
+    fn the_catalog_has_the_seeds_fourteen_types_plus_three_audit_events_on_three_topics() {
+        assert_eq!(EventType::ALL.len(), 17);
         let on = |topic| EventType::ALL.iter().filter(|t| t.topic() == topic).count();
         assert_eq!(on(Topic::IncidentEvents), 6);
         assert_eq!(on(Topic::PresenceEvents), 4);
-        assert_eq!(on(Topic::AuthEvents), 5);
+        assert_eq!(on(Topic::AuthEvents), 7);
         for event_type in EventType::ALL {
             assert_eq!(event_type.as_str().parse::<EventType>(), Ok(*event_type));
         }

@@ -14,8 +14,9 @@ mod envelope;
 mod upcast;
 
 pub use catalog::{
-    CommentAdded, EventPayload, EventType, IncidentCreated, IncidentDeleted, IncidentResolved,
-    IncidentUpdated, SeverityEscalated, TokenRefreshed, UserConnected, UserDisconnected,
+    AuthAction, AuthLockedOut, CommentAdded, EventPayload, EventType, IncidentCreated,
+    IncidentDeleted, IncidentResolved, IncidentUpdated, RevocationReason, SessionRevoked,
+    SeverityEscalated, ThrottleScope, TokenRefreshed, UserConnected, UserDisconnected,
     UserJoinedRoom, UserLeftRoom, UserLoggedIn, UserLoggedOut, UserRegistered, UserRoleChanged,
 };
 pub use envelope::{
