@@ -24,9 +24,10 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: String,
 
-    /// Apache Iggy connection URL, e.g. `iggy://iggy:iggy@127.0.0.1:8090`.
-    /// When set, Iggy is the log; when unset, the embedded log in
-    /// PostgreSQL is.
+    /// Apache Iggy connection URL, e.g.
+    /// `iggy://marauders-map:secret@127.0.0.1:8090`: the service's own user,
+    /// never root (`iggy setup` creates it). When set, Iggy is the log; when
+    /// unset, the embedded log in PostgreSQL is.
     #[arg(long, global = true, env = "IGGY_URL")]
     pub iggy_url: Option<String>,
 
@@ -276,7 +277,7 @@ impl Config {
     pub fn log_config(&self, pool: &sqlx::PgPool) -> LogConfig {
         match &self.iggy_url {
             Some(url) if !url.trim().is_empty() => {
-                let mut iggy = IggyConfig::new(url.trim());
+                let mut iggy = IggyConfig::for_service(url.trim());
                 iggy.stream = self.iggy_stream.clone();
                 iggy.request_timeout = Duration::from_millis(self.iggy_request_timeout_ms);
                 iggy.breaker = self.breaker();

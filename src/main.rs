@@ -1,11 +1,13 @@
 //! The `marauders-map` binary: parses the command line and hands over to the
 //! library. `serve` is the default.
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use marauders_map::app::Application;
 use marauders_map::config::{Config, ServeConfig};
 use marauders_map::domain::Role;
 use marauders_map::identity::accounts;
+use marauders_map::log::iggy_user::{IggyCredentials, ServiceUserSetup, set_up_service_user};
 use marauders_map::projections::Projections;
 use marauders_map::{database, shutdown};
 use tracing_subscriber::EnvFilter;
@@ -45,6 +47,9 @@ enum Command {
     /// Operate on the log itself.
     #[command(subcommand)]
     Log(LogCommand),
+    /// Administer Apache Iggy.
+    #[command(subcommand)]
+    Iggy(IggyCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,6 +63,19 @@ enum LogCommand {
         /// The Iggy server, e.g. iggy://user:password@127.0.0.1:8090.
         #[arg(long = "to")]
         to: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IggyCommand {
+    /// As an Iggy administrator (e.g. the root user): create the stream and
+    /// its topics if missing, and the service's own user — the one in
+    /// IGGY_URL — with only the permissions it needs on that stream (or
+    /// reset an existing one's to exactly those).
+    Setup {
+        /// The administrator's URL, e.g. `iggy://iggy:<root password>@host:8090`.
+        #[arg(long, env = "IGGY_ADMIN_URL", hide_env_values = true)]
+        admin_url: String,
     },
 }
 
@@ -184,7 +202,7 @@ async fn main() -> anyhow::Result<()> {
                 report.consumer_offsets, report.log_id
             );
             println!(
-                "Now start the service with IGGY_URL={} (and the same DATABASE_URL{}): projections continue from their offsets, no rebuild needed.",
+                "Now give the service a user of its own (`marauders-map iggy setup` with IGGY_ADMIN_URL={} and IGGY_URL naming that user), then start it with that IGGY_URL (and the same DATABASE_URL{}): projections continue from their offsets, no rebuild needed.",
                 marauders_map::log::iggy::redact_password(&to),
                 if stream == marauders_map::log::STREAM_NAME {
                     String::new()
@@ -192,6 +210,27 @@ async fn main() -> anyhow::Result<()> {
                     format!(", IGGY_STREAM={stream}")
                 }
             );
+            Ok(())
+        }
+        Some(Command::Iggy(IggyCommand::Setup { admin_url })) => {
+            let service_url = cli
+                .config
+                .iggy_url
+                .as_deref()
+                .map(str::trim)
+                .filter(|url| !url.is_empty())
+                .context("set IGGY_URL to the service's URL, with the user to create in it")?;
+            let stream = &cli.config.iggy_stream;
+            let outcome = set_up_service_user(admin_url.trim(), stream, service_url).await?;
+            let user = IggyCredentials::from_url(service_url)?.username;
+            match outcome {
+                ServiceUserSetup::Created => println!(
+                    "created Iggy user {user} with the service's permissions on stream {stream}"
+                ),
+                ServiceUserSetup::PermissionsReset => println!(
+                    "Iggy user {user} exists; its permissions are now exactly the service's on stream {stream}"
+                ),
+            }
             Ok(())
         }
         Some(Command::Serve) | None => serve_until_signal(&cli.config, &cli.serve).await,

@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::backend::{LogLocation, TestBackend};
 use crate::database::TestDatabase;
-use crate::iggy::{IggyServer, fresh_stream_name};
+use crate::iggy::{IggyServer, fresh_stream_name, service_user_url};
 use crate::proxy::FreezableProxy;
 use crate::requests::ReportIncident;
 use crate::response::{ApiResponse, Bearer};
@@ -108,6 +108,9 @@ pub struct TestAppBuilder {
     /// Reach the database through a [`FreezableProxy`] of the app's own.
     database_behind_proxy: bool,
     auth_limits: AuthLimitsConfig,
+    /// An administrator of the app's Iggy server: at spawn, it gives the
+    /// app a user of its own, and the app connects as that user.
+    iggy_admin_url: Option<String>,
 }
 
 enum DatabaseChoice {
@@ -124,14 +127,19 @@ impl TestAppBuilder {
         self
     }
 
-    /// Apache Iggy as the log, on a stream of this app's own.
-    pub fn iggy(self, server: &IggyServer) -> Self {
-        self.iggy_url(&server.url)
+    /// Apache Iggy as the log, on a stream of this app's own, with a user
+    /// of its own as in production (see [`service_user_url`]).
+    pub fn iggy(mut self, server: &IggyServer) -> Self {
+        self = self.iggy_url(&server.url);
+        self.iggy_admin_url = Some(server.url.clone());
+        self
     }
 
     /// Iggy at `url` as the log (reachable or not), on a stream of this
-    /// app's own.
+    /// app's own, connecting with the credentials in `url` as they are
+    /// (the service refuses the root user's).
     pub fn iggy_url(mut self, url: &str) -> Self {
+        self.iggy_admin_url = None;
         self.log = LogLocation::Iggy {
             url: url.to_owned(),
             stream: fresh_stream_name(),
@@ -160,6 +168,9 @@ impl TestAppBuilder {
             };
         }
         self.log = backend.location();
+        if let TestBackend::Iggy { server, .. } = backend {
+            self.iggy_admin_url = Some(server.url.clone());
+        }
         self
     }
 
@@ -234,8 +245,14 @@ impl TestAppBuilder {
 
     /// Builds the real [`Application`] on port 0 and runs it in the
     /// background until [`TestApp::stop`].
-    pub async fn spawn(self) -> TestApp {
+    pub async fn spawn(mut self) -> TestApp {
         show_logs_if_asked();
+        if let (Some(admin_url), LogLocation::Iggy { stream, .. }) =
+            (self.iggy_admin_url.take(), self.log.clone())
+        {
+            let url = service_user_url(&admin_url, &stream).await;
+            self.log = LogLocation::Iggy { url, stream };
+        }
         let database = match self.database {
             DatabaseChoice::Fresh => TestDatabase::fresh().await,
             DatabaseChoice::Existing(database) => database,
@@ -284,6 +301,8 @@ impl TestAppBuilder {
         if let LogConfig::Iggy(iggy) = &mut log_config {
             iggy.request_timeout = self.iggy_request_timeout;
             iggy.breaker = self.breaker;
+            // As `serve` (`Config::log_config`): never as root.
+            iggy.refuse_root_user = true;
         }
         let log = EventLog::open(log_config)
             .await
@@ -360,6 +379,7 @@ impl TestApp {
             database_timeout: Duration::from_secs(2),
             database_behind_proxy: false,
             auth_limits: AuthLimitsConfig::default(),
+            iggy_admin_url: None,
         }
     }
 

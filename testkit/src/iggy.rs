@@ -48,6 +48,36 @@ pub fn iggy_config(url: &str, stream: &str) -> IggyConfig {
     config
 }
 
+/// Gives the service a user of its own for `stream`, as `marauders-map
+/// iggy setup` does in production: created by the administrator at
+/// `admin_url` with only the service's permissions on that stream (and
+/// the stream and topics created). Returns the URL the service connects
+/// with.
+///
+/// # Panics
+///
+/// When the set-up fails.
+pub async fn service_user_url(admin_url: &str, stream: &str) -> String {
+    let suffix = stream.rsplit('-').next().unwrap_or(stream);
+    let username = format!("svc-{}", &suffix[..suffix.len().min(40)]);
+    let password = Uuid::new_v4().simple().to_string();
+    let url = with_credentials(admin_url, &username, &password);
+    marauders_map::log::iggy_user::set_up_service_user(admin_url, stream, &url)
+        .await
+        .unwrap_or_else(|error| panic!("set up the Iggy user {username}: {error}"));
+    url
+}
+
+/// `url` with other credentials: `iggy://user:password@` + its host part.
+pub fn with_credentials(url: &str, username: &str, password: &str) -> String {
+    let host = url
+        .rsplit_once('@')
+        .map(|(_, host)| host)
+        .or_else(|| url.split_once("://").map(|(_, host)| host))
+        .unwrap_or(url);
+    format!("iggy://{username}:{password}@{host}")
+}
+
 /// A stream no other test uses, so tests can share one server.
 pub fn fresh_stream_name() -> String {
     format!("marauders-map-test-{}", Uuid::new_v4().simple())

@@ -15,6 +15,7 @@ mod http_edge;
 mod idempotency;
 mod identity;
 mod iggy_server;
+mod iggy_user;
 mod incidents;
 mod log_conformance;
 mod log_consumer;

@@ -53,6 +53,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::breaker::{Breaker, BreakerReport, BreakerSettings};
+use super::iggy_user::ROOT_USER_ID;
 use super::{
     ConsumerName, LogEndWatch, LogError, LogId, LogMessage, LogPage, LogRecord, MAX_READ_LIMIT,
     STREAM_NAME, Topic,
@@ -87,6 +88,11 @@ pub struct IggyConfig {
     /// it; `None` makes a fresh one. `log migrate` passes the source log's,
     /// so the copy is the same log to everyone who kept offsets on it.
     pub identity_for_new_log: Option<LogId>,
+    /// Refuse to use the log when logged in as Iggy's root user: the
+    /// service sets it, so it only ever runs with a user of its own and the
+    /// least permissions ([`super::iggy_user`]). Tools and examples that
+    /// administer the server leave it off.
+    pub refuse_root_user: bool,
 }
 
 impl IggyConfig {
@@ -98,12 +104,22 @@ impl IggyConfig {
             breaker: BreakerSettings::default(),
             tail_interval: Duration::from_millis(5),
             identity_for_new_log: None,
+            refuse_root_user: false,
+        }
+    }
+
+    /// The configuration of the service itself: as [`IggyConfig::new`],
+    /// and never as the root user.
+    pub fn for_service(url: impl Into<String>) -> Self {
+        IggyConfig {
+            refuse_root_user: true,
+            ..IggyConfig::new(url)
         }
     }
 
     /// The URL with `reconnection_retries=0` added (unless the user set it),
     /// so a dead connection fails fast and we reconnect ourselves.
-    fn connection_string(&self) -> String {
+    pub(super) fn connection_string(&self) -> String {
         if self.url.contains("reconnection_retries") {
             return self.url.clone();
         }
@@ -267,6 +283,9 @@ impl IggyLog {
     /// Idempotent, and safe when several instances start at once: "already
     /// exists" from a racing instance counts as success.
     async fn create_stream_and_topics(&self) -> Result<(), LogError> {
+        if self.inner.config.refuse_root_user {
+            self.refuse_the_root_user().await?;
+        }
         let stream = self.inner.config.stream.clone();
         let existing = self
             .call(&self.inner.appender, "get stream", async |client| {
@@ -394,6 +413,29 @@ impl IggyLog {
                 self.redacted_url()
             ))
         })
+    }
+
+    /// Fails while logged in as the root user, so a misconfigured service
+    /// never becomes ready (its health says why) instead of running with
+    /// every permission.
+    async fn refuse_the_root_user(&self) -> Result<(), LogError> {
+        let me = self
+            .call(&self.inner.appender, "get me", async |client| {
+                client.get_me().await
+            })
+            .await?;
+        if me.user_id == Some(ROOT_USER_ID) {
+            return Err(LogError::Failed {
+                backend: BACKEND,
+                reason: format!(
+                    "{} logs in as Iggy's root user; the service needs a user of its own with \
+                     only the permissions it uses: run `marauders-map iggy setup` (see README, \
+                     \"Security\")",
+                    self.redacted_url()
+                ),
+            });
+        }
+        Ok(())
     }
 
     pub(super) async fn append(

@@ -18,6 +18,7 @@
 
 pub mod breaker;
 pub mod iggy;
+pub mod iggy_user;
 pub mod postgres;
 mod watch;
 
