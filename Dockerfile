@@ -23,6 +23,7 @@ COPY --from=build /src/target/release/marauders-map /usr/local/bin/marauders-map
 COPY --from=web /web/dist /usr/share/marauders-map/web
 USER marauders
 ENV HOST=0.0.0.0 PORT=4000 MARAUDERS_DATA_DIR=/data WEB_DIR=/usr/share/marauders-map/web
-EXPOSE 4000
+# 4000: HTTP and Socket.IO; 9464: /metrics (METRICS_ADDRESS, loopback unless set).
+EXPOSE 4000 9464
 ENTRYPOINT ["marauders-map"]
 CMD ["serve"]
