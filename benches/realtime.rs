@@ -46,6 +46,7 @@ impl Server {
             .arg("serve")
             .env("DATABASE_URL", database_url)
             .env("PORT", port.to_string())
+            .env("METRICS_ADDRESS", "127.0.0.1:0")
             .env("JWT_SECRET", TEST_JWT_SECRET)
             .env("MARAUDERS_DATA_DIR", std::env::temp_dir())
             .env("RUST_LOG", "warn")

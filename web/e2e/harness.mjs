@@ -85,6 +85,9 @@ export async function startService(settings = {}) {
     MARAUDERS_DATA_DIR: dataDir,
     JWT_SECRET: jwtSecret,
     WEB_DIR: join(webDir, 'dist'),
+    // The metrics listener on a free port of its own, not the default 9464
+    // another service on this machine may hold.
+    METRICS_ADDRESS: '127.0.0.1:0',
     RUST_LOG: process.env.RUST_LOG ?? 'info',
     ...settings,
   };

@@ -31,10 +31,35 @@ after(async () => {
 
 const unique = () => randomBytes(3).toString('hex');
 
-/** A browser context of its own (own storage), on the page of `on`. */
-async function newPage(options = {}, on = service) {
+/**
+ * Every Content-Security-Policy violation any page of any test reported:
+ * the page must work under the policy the service sends (no inline script
+ * or style, nothing from elsewhere), so the last test expects none.
+ */
+const cspViolations = [];
+
+/** A browser context of its own (own storage) on `on`, reporting CSP violations. */
+async function newContext(options = {}, on = service) {
   const context = await browser.newContext({ baseURL: on.url, ...options });
   contexts.push(context);
+  await context.exposeBinding('reportCspViolation', ({ page }, violation) => {
+    cspViolations.push({ url: page.url(), ...violation });
+  });
+  await context.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (event) => {
+      window.reportCspViolation({
+        directive: event.effectiveDirective,
+        blocked: event.blockedURI,
+        sample: event.sample,
+      });
+    });
+  });
+  return context;
+}
+
+/** A browser context of its own (own storage), on the page of `on`. */
+async function newPage(options = {}, on = service) {
+  const context = await newContext(options, on);
   const page = await context.newPage();
   page.on('pageerror', (error) => console.error(`[page error] ${error.message}`));
   await page.goto('/');
@@ -323,12 +348,30 @@ describe("The Marauder's Map in a browser", () => {
     await p.page.locator('main').screenshot({ path: join(artifactsDir, 'board.png') });
   });
 
+  test('the API documentation renders under the same policy', async () => {
+    const context = await newContext();
+    const page = await context.newPage();
+    const response = await page.goto('/api/docs/');
+    assert.match(response.headers()['content-security-policy'], /frame-ancestors 'none'/);
+    await page.getByRole('heading', { name: /The Marauder's Map/ }).first().waitFor();
+    await page.locator('.opblock').first().waitFor();
+  });
+
   test('the page fits a phone-width window', async () => {
     const s = await registerAs('Dobby', { viewport: { width: 390, height: 844 } });
     await report(s.page, { title: `A sock for Dobby ${unique()}`, severity: 'Low' });
     const overflow = await s.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `the page is ${overflow}px wider than the window`);
     await s.page.screenshot({ path: join(artifactsDir, 'board-phone.png'), fullPage: true });
+  });
+
+  test('the page and its API docs ran with no Content-Security-Policy violation', async () => {
+    const { page } = await newPage();
+    const policy = (await page.request.get('/')).headers()['content-security-policy'];
+    assert.match(policy, /script-src 'self'/);
+    assert.match(policy, /frame-ancestors 'none'/);
+    assert.doesNotMatch(policy, /unsafe-inline|unsafe-eval/);
+    assert.deepEqual(cspViolations, [], 'every page works under the policy it is sent');
   });
 });
 
