@@ -107,7 +107,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(body_limit::limit_request_body))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(axum::middleware::map_response(
+        .layer(axum::middleware::from_fn(
             security_headers::add_security_headers,
         ))
         .layer(TraceLayer::new_for_http())
