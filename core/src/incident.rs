@@ -71,13 +71,13 @@ pub struct Description(Option<String>);
 
 impl Description {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let text = raw.trim();
-        if has_forbidden_control(text) {
+        if has_forbidden_control(raw) {
             return Err("description must not contain control characters".into());
         }
-        if text.chars().count() > 5000 {
+        if raw.chars().count() > 5000 {
             return Err("description must be at most 5000 characters".into());
         }
+        let text = raw.trim();
         Ok(Description((!text.is_empty()).then(|| text.to_owned())))
     }
 
@@ -111,15 +111,19 @@ impl CommentBody {
     }
 }
 
+/// Text as sent must have no control characters (but tabs and newlines)
+/// and at most `max_chars` characters, and something other than spaces;
+/// it is kept trimmed. (The rules are checked on the text as sent, so that
+/// they read the same as the `pattern` and `maxLength` of the API document.)
 fn bounded_text(raw: &str, field: &str, max_chars: usize) -> Result<String, String> {
     let text = raw.trim();
     if text.is_empty() {
         return Err(format!("{field} must not be empty"));
     }
-    if has_forbidden_control(text) {
+    if has_forbidden_control(raw) {
         return Err(format!("{field} must not contain control characters"));
     }
-    if text.chars().count() > max_chars {
+    if raw.chars().count() > max_chars {
         return Err(format!("{field} must be at most {max_chars} characters"));
     }
     Ok(text.to_owned())

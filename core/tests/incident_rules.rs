@@ -763,9 +763,17 @@ fn a_title_is_trimmed_and_must_have_1_to_200_characters() {
     assert_eq!(IncidentTitle::parse(&longest).unwrap().as_str(), longest);
     assert!(IncidentTitle::parse(&"a".repeat(201)).is_err());
     assert!(
-        IncidentTitle::parse(&format!("   {longest}   ")).is_ok(),
-        "the limit applies after trimming"
+        IncidentTitle::parse(&format!("   {longest}   ")).is_err(),
+        "the limit applies to the title as sent, as the API document's maxLength says"
     );
+}
+
+#[test]
+fn a_control_character_is_refused_even_where_trimming_would_remove_it() {
+    // U+0085 (next line) is both a control character and white space.
+    assert!(IncidentTitle::parse("\u{85}Troll").is_err());
+    assert!(Description::parse("Troll\u{85}").is_err());
+    assert!(IncidentTitle::parse("Troll\tin the\ndungeon").is_ok());
 }
 
 #[test]

@@ -40,17 +40,25 @@ struct RegisterRequest {
     #[schema(required = true, min_length = 8, max_length = 128)]
     password: String,
     #[serde(default)]
-    #[schema(required = true, min_length = 1, max_length = 50)]
+    /// Something besides spaces, no control characters (`DisplayName`).
+    #[schema(
+        required = true,
+        min_length = 1,
+        max_length = 50,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     display_name: String,
 }
 
+/// Any email and password are tried (an impossible email is just an
+/// unknown one), but neither may be empty.
 #[derive(Deserialize, ToSchema)]
 struct LoginRequest {
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, min_length = 1, pattern = r"\S")]
     email: String,
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, min_length = 1)]
     password: String,
 }
 
@@ -58,7 +66,7 @@ struct LoginRequest {
 #[serde(rename_all = "camelCase")]
 struct RefreshRequest {
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(required = true, min_length = 1)]
     refresh_token: String,
 }
 

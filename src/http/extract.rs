@@ -4,19 +4,89 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
-use axum::http::header::AUTHORIZATION;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use serde::de::DeserializeOwned;
 
 use super::{ApiError, AppState};
 use crate::domain::Role;
 use crate::idempotency::IdempotencyKey;
 use crate::identity::tokens::TokenError;
 
-/// `axum::Json` whose rejections follow the error contract (400, 413, 415).
-#[derive(Debug, Clone, Copy, Default, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// A JSON object body (as `axum::Json`), with rejections that follow the
+/// error contract (400, 413, 415).
+///
+/// Every body of the API is an object. A JSON *array* is refused even
+/// though serde would fill a struct from it field by field (`[null, null]`
+/// as an update); anything else that is not an object fails to
+/// deserialize anyway.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !has_json_content_type(request.headers()) {
+            return Err(ApiError::UnsupportedMediaType(
+                "the body must be JSON (Content-Type: application/json)".into(),
+            ));
+        }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge("the request body is too large".into())
+                } else {
+                    ApiError::bad_request(rejection.body_text())
+                }
+            })?;
+        if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(ApiError::bad_request(
+                "the body must be a JSON object, not an array",
+            ));
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// `application/json`, with parameters or without, or any `application/*+json`
+/// — what `axum::Json` accepts.
+fn has_json_content_type(headers: &HeaderMap) -> bool {
+    let Some(content_type) = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence
+        .strip_prefix("application/")
+        .is_some_and(|subtype| subtype == "json" || subtype.ends_with("+json"))
+}
+
+/// A UUID in its hyphenated form (8-4-4-4-12 hex digits), the one form the
+/// API document's `format: uuid` and `pattern` describe. (`Uuid::parse_str`
+/// also takes 32 bare digits, braces and `urn:uuid:`; a value the document
+/// calls invalid must not be accepted.)
+pub fn parse_uuid(raw: &str) -> Option<uuid::Uuid> {
+    (raw.len() == 36)
+        .then(|| uuid::Uuid::try_parse(raw).ok())
+        .flatten()
+}
 
 /// `axum::extract::Query` whose rejections follow the error contract (400).
 #[derive(Debug, Clone, Copy, Default, FromRequestParts)]
@@ -155,5 +225,26 @@ impl<S: Send + Sync> FromRequestParts<S> for OptionalIdempotencyKey {
         IdempotencyKey::parse(text)
             .map(|key| OptionalIdempotencyKey(Some(key)))
             .map_err(invalid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_hyphenated_form_is_a_uuid() {
+        let id = "01a2325a-30e3-7184-9d12-077512f14f3c";
+        assert_eq!(parse_uuid(id).map(|id| id.to_string()), Some(id.to_owned()));
+        assert!(parse_uuid(&id.to_uppercase()).is_some());
+        for other in [
+            "",
+            "01a2325a30e371849d12077512f14f3c",
+            "{01a2325a-30e3-7184-9d12-077512f14f3c}",
+            "urn:uuid:01a2325a-30e3-7184-9d12-077512f14f3c",
+            "01a2325a-30e3-7184-9d12-077512f14f3g",
+        ] {
+            assert_eq!(parse_uuid(other), None, "{other}");
+        }
     }
 }

@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::error::{ErrorCode, ErrorResponse};
-use super::extract::{ApiJson, ApiPath, AuthUser, OptionalIdempotencyKey};
+use super::extract::{ApiJson, ApiPath, AuthUser, OptionalIdempotencyKey, parse_uuid};
 use super::openapi::tags;
 use super::{ApiError, AppState};
 use crate::commands::{AcceptedCommand, CommandError, CommandOutcome, CommandRequest};
@@ -102,16 +102,19 @@ struct CommentView {
 
 // Request fields arrive as raw strings and are parsed in the handler, so
 // that every bad field is named in one 400; `value_type` tells the document
-// what a valid value is.
+// what a valid value is. The `pattern`s restate the text rules of
+// `marauders_core::incident` (something besides spaces; no control
+// characters but tab and newline), so that clients and the API fuzzer know
+// them; tests/api/openapi.rs checks they agree with the parsers.
 
 #[derive(Deserialize, ToSchema)]
 struct ReportRequest {
     /// Trimmed; no control characters.
     #[serde(default)]
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 200)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*[^\s\u0000-\u0008\u000B-\u001F\u007F-\u009F][^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$")]
     title: Option<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>, max_length = 5000)]
+    #[schema(value_type = Option<String>, max_length = 5000, pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$")]
     description: Option<String>,
     #[serde(default)]
     #[schema(value_type = Severity, required = true)]
@@ -126,30 +129,32 @@ struct ReportRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct UpdateRequest {
-    #[serde(default)]
-    #[schema(value_type = String, min_length = 1, max_length = 200)]
-    title: Option<String>,
+    /// Absent: unchanged. (Not nullable: a title cannot be removed.)
+    #[serde(default, deserialize_with = "present_or_null")]
+    #[schema(value_type = String, min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*[^\s\u0000-\u0008\u000B-\u001F\u007F-\u009F][^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$")]
+    title: Option<Option<String>>,
     /// Absent: unchanged; `null` or `""`: cleared.
     #[serde(default, deserialize_with = "present_or_null")]
-    #[schema(value_type = Option<String>, max_length = 5000)]
+    #[schema(value_type = Option<String>, max_length = 5000, pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$")]
     description: Option<Option<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present_or_null")]
     #[schema(value_type = Location)]
-    location: Option<String>,
-    /// `RESOLVED` is refused: resolve with `PATCH …/resolve`.
-    #[serde(default)]
-    #[schema(value_type = IncidentStatus)]
-    status: Option<String>,
+    location: Option<Option<String>>,
+    /// `OPEN` or `INVESTIGATING`; an incident is resolved with
+    /// `PATCH …/resolve`.
+    #[serde(default, deserialize_with = "present_or_null")]
+    #[schema(schema_with = updatable_status_schema)]
+    status: Option<Option<String>>,
     /// Absent: unchanged; `null`: unassign.
     #[serde(default, deserialize_with = "present_or_null")]
-    #[schema(value_type = Option<Uuid>)]
+    #[schema(value_type = Option<Uuid>, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
     assigned_to: Option<Option<String>>,
 }
 
 #[derive(Deserialize, ToSchema)]
 struct ResolveRequest {
     #[serde(default)]
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 2000)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 2000, pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*[^\s\u0000-\u0008\u000B-\u001F\u007F-\u009F][^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$")]
     resolution: Option<String>,
 }
 
@@ -163,7 +168,7 @@ struct SeverityRequest {
 #[derive(Deserialize, ToSchema)]
 struct CommentRequest {
     #[serde(default)]
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 2000)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 2000, pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*[^\s\u0000-\u0008\u000B-\u001F\u007F-\u009F][^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$")]
     body: Option<String>,
 }
 
@@ -228,7 +233,7 @@ fn parse_enum<T: FromStr<Err = crate::domain::UnknownValue>>(raw: &str) -> Resul
 
 /// Path ids that are not UUIDs name no incident: 404, like an unknown one.
 fn incident_id(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("incident not found".into()))
+    parse_uuid(raw).ok_or_else(|| ApiError::NotFound("incident not found".into()))
 }
 
 fn actor(user: AuthUser) -> Actor {
@@ -323,7 +328,10 @@ async fn update(
     let mut errors = FieldErrors::default();
     let mut changes = IncidentChanges::default();
     if let Some(raw) = request.title {
-        changes.title = errors.check("title", IncidentTitle::parse(&raw));
+        changes.title = errors.check(
+            "title",
+            not_null("title", raw).and_then(|raw| IncidentTitle::parse(&raw)),
+        );
     }
     if let Some(raw) = request.description {
         changes.description = match raw {
@@ -332,10 +340,16 @@ async fn update(
         };
     }
     if let Some(raw) = request.location {
-        changes.location = errors.check("location", parse_enum::<Location>(&raw));
+        changes.location = errors.check(
+            "location",
+            not_null("location", raw).and_then(|raw| parse_enum::<Location>(&raw)),
+        );
     }
     if let Some(raw) = request.status {
-        let status = errors.check("status", parse_enum::<IncidentStatus>(&raw));
+        let status = errors.check(
+            "status",
+            not_null("status", raw).and_then(|raw| parse_enum::<IncidentStatus>(&raw)),
+        );
         if status == Some(IncidentStatus::Resolved) {
             errors.check::<()>(
                 "status",
@@ -350,8 +364,8 @@ async fn update(
             Some(raw) => errors
                 .check(
                     "assignedTo",
-                    Uuid::parse_str(&raw)
-                        .map_err(|_| "assignedTo must be a user id (UUID) or null".to_owned()),
+                    parse_uuid(&raw)
+                        .ok_or_else(|| "assignedTo must be a user id (UUID) or null".to_owned()),
                 )
                 .map(Some),
         };
@@ -619,6 +633,26 @@ fn public_code(rejection: &Rejection) -> ErrorCode {
         | Rejection::ResolvedSeverityIsFinal => ErrorCode::Conflict,
         Rejection::ResolvedOnlyByResolving => ErrorCode::BadRequest,
     }
+}
+
+/// A field of an update that may be left out but not set to `null`.
+fn not_null(field: &str, raw: Option<String>) -> Result<String, String> {
+    raw.ok_or_else(|| format!("{field} cannot be null; leave it out to keep it"))
+}
+
+/// The statuses an update may set: every status but `RESOLVED`.
+fn updatable_status_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(
+            IncidentStatus::ALL
+                .iter()
+                .copied()
+                .filter(|status| *status != IncidentStatus::Resolved)
+                .map(IncidentStatus::as_str),
+        ))
+        .build()
 }
 
 fn present_or_null<'de, D: serde::Deserializer<'de>>(

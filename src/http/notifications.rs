@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::error::ErrorResponse;
-use super::extract::{ApiPath, ApiQuery, AuthUser};
+use super::extract::{ApiPath, ApiQuery, AuthUser, parse_uuid};
 use super::openapi::tags;
 use super::queries::wait_for_projection;
 use super::{ApiError, AppState};
@@ -149,7 +149,7 @@ async fn mark_read(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let not_found = || ApiError::NotFound("notification not found".into());
-    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let id = parse_uuid(&id).ok_or_else(not_found)?;
     let marked = sqlx::query("UPDATE notifications SET read_at = COALESCE(read_at, now()) WHERE id = $1 AND user_id = $2")
         .bind(id)
         .bind(user.user_id)
@@ -167,10 +167,10 @@ async fn mark_read(
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 struct AuditQuery {
-    #[param(value_type = Option<Uuid>)]
+    #[param(value_type = Option<Uuid>, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
     user_id: Option<String>,
     /// An auth-events event type, e.g. `user.logged_in`.
-    #[param(value_type = Option<String>)]
+    #[param(schema_with = auth_event_type_schema)]
     event_type: Option<String>,
     /// Page size (default 50).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
@@ -182,6 +182,20 @@ struct AuditQuery {
     /// projection to reach before reading.
     #[param(value_type = Option<u64>, maximum = 9223372036854775807_u64)]
     min_offset: Option<String>,
+}
+
+/// The event types of `auth-events`, from the catalog.
+fn auth_event_type_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(
+            EventType::ALL
+                .iter()
+                .filter(|event_type| event_type.topic() == Topic::AuthEvents)
+                .map(|event_type| event_type.as_str()),
+        ))
+        .build()
 }
 
 #[derive(Serialize, sqlx::FromRow, ToSchema)]
@@ -231,10 +245,10 @@ async fn audit(
 ) -> Result<Json<AuditPage>, ApiError> {
     user.require_role(Role::Professor)?;
     let mut fields = BTreeMap::new();
-    let user_id = match query.user_id.as_deref().map(Uuid::parse_str) {
+    let user_id = match query.user_id.as_deref().map(parse_uuid) {
         None => None,
-        Some(Ok(id)) => Some(id),
-        Some(Err(_)) => {
+        Some(Some(id)) => Some(id),
+        Some(None) => {
             fields.insert("userId".to_owned(), "userId must be a UUID".to_owned());
             None
         }

@@ -61,7 +61,7 @@ input should produce."
     ),
     modifiers(&BearerSecurity),
     tags(
-        (name = tags::SERVICE, description = "Health, metrics and the machine-readable descriptions"),
+        (name = tags::SERVICE, description = "Health and the machine-readable descriptions"),
         (name = tags::AUTH, description = "Accounts, sessions and tokens"),
         (name = tags::COMMANDS, description = "The write side: each command appends one event to the log"),
         (name = tags::QUERIES, description = "Incidents as the read model has them"),
@@ -138,8 +138,32 @@ pub fn document() -> &'static Value {
         let mut document =
             serde_json::to_value(&openapi).expect("the OpenAPI document serializes to JSON");
         embed_event_envelope_schema(&mut document);
+        require_at_least_one_property(&mut document, UPDATE_REQUEST_SCHEMA_NAME);
         document
     })
+}
+
+/// The body of `PUT /api/incidents/{id}`: every field optional, but at
+/// least one of them must be there (else 400, "nothing to update").
+pub const UPDATE_REQUEST_SCHEMA_NAME: &str = "UpdateRequest";
+
+/// Says in the schema `name` that at least one of its own properties must
+/// be present — `anyOf` one `required` per property, so an object holding
+/// only properties it does not know fails too, as it does on the server.
+/// (utoipa has no attribute for it.)
+fn require_at_least_one_property(document: &mut Value, name: &str) {
+    let schema = &mut document["components"]["schemas"][name];
+    let properties: Vec<Value> = schema["properties"]
+        .as_object()
+        .map(|properties| {
+            properties
+                .keys()
+                .map(|property| serde_json::json!({ "required": [property] }))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(!properties.is_empty(), "{name} has properties");
+    schema["anyOf"] = Value::Array(properties);
 }
 
 /// A reference to the embedded envelope schema, for fields that hold an

@@ -23,7 +23,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::error::ErrorResponse;
-use super::extract::{ApiPath, ApiQuery, AuthUser};
+use super::extract::{ApiPath, ApiQuery, AuthUser, parse_uuid};
 use super::openapi::tags;
 use super::{ApiError, AppState};
 use crate::domain::{IncidentStatus, Location, Severity};
@@ -244,7 +244,7 @@ async fn get_incident(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ConsistencyQuery>,
 ) -> Result<Json<IncidentRow>, ApiError> {
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("incident not found".into()))?;
+    let id = parse_uuid(&id).ok_or_else(|| ApiError::NotFound("incident not found".into()))?;
     wait_for_projection(
         &state,
         READ_MODEL,
@@ -284,7 +284,7 @@ async fn list_comments(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ConsistencyQuery>,
 ) -> Result<Json<CommentList>, ApiError> {
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("incident not found".into()))?;
+    let id = parse_uuid(&id).ok_or_else(|| ApiError::NotFound("incident not found".into()))?;
     wait_for_projection(
         &state,
         READ_MODEL,

@@ -62,7 +62,7 @@ struct ReplayQuery {
     #[param(value_type = Option<u64>, maximum = 9223372036854775807_u64)]
     from_offset: Option<String>,
     /// Events per page (default 100); larger limits are capped at 1000.
-    #[param(value_type = Option<u64>, minimum = 1)]
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 9223372036854775807_u64)]
     limit: Option<String>,
 }
 
@@ -139,6 +139,12 @@ async fn replay(
     );
     if limit == Some(0) {
         fields.insert("limit".into(), "limit must be at least 1".into());
+    }
+    if limit.is_some_and(|limit| limit > i64::MAX as u64) {
+        fields.insert(
+            "limit".into(),
+            format!("limit must be at most {}", i64::MAX),
+        );
     }
     let (Some(topic), Some(from_offset), Some(limit)) = (topic, from_offset, limit) else {
         return Err(ApiError::invalid_fields(fields));

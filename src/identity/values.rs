@@ -12,7 +12,7 @@ impl Email {
         if email.is_empty() {
             return Err("email is required".into());
         }
-        if email.len() > 254 {
+        if email.chars().count() > 254 {
             return Err("email must be at most 254 characters".into());
         }
         let valid = match email.split_once('@') {
@@ -81,14 +81,16 @@ pub struct DisplayName(String);
 
 impl DisplayName {
     pub fn parse(raw: &str) -> Result<DisplayName, String> {
+        // Checked as sent, like the document's `pattern` and `maxLength`;
+        // kept trimmed.
         let name = raw.trim();
         if name.is_empty() {
             return Err("displayName is required".into());
         }
-        if name.chars().count() > 50 {
+        if raw.chars().count() > 50 {
             return Err("displayName must be at most 50 characters".into());
         }
-        if name.chars().any(char::is_control) {
+        if raw.chars().any(char::is_control) {
             return Err("displayName must not contain control characters".into());
         }
         Ok(DisplayName(name.to_owned()))
@@ -143,5 +145,10 @@ mod tests {
         assert!(DisplayName::parse("   ").is_err());
         assert!(DisplayName::parse(&"n".repeat(51)).is_err());
         assert!(DisplayName::parse("Bad\u{7}Name").is_err());
+        assert!(
+            DisplayName::parse("Hermione\u{85}").is_err(),
+            "checked as sent"
+        );
+        assert!(DisplayName::parse(&format!(" {} ", "n".repeat(50))).is_err());
     }
 }

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use marauders_map::domain::Role;
-use marauders_testkit::{TestApp, free_port};
+use marauders_testkit::{ReportIncident, TestApp, free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
@@ -137,6 +137,30 @@ async fn json_of_the_wrong_types_is_a_400() {
     register_raw(&app, r#"{"email": 42, "password": [], "displayName": {}}"#)
         .await
         .assert_error(400, "bad_request");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_json_array_is_not_a_body_even_where_serde_would_take_it_field_by_field() {
+    let app = TestApp::spawn().await;
+    let harry = app.user(Role::Student).await;
+    let troll = app.reported(&harry, ReportIncident::new("Troll")).await;
+
+    let answer = app
+        .send(
+            app.client
+                .put(app.url(&format!("/api/incidents/{}", troll.id)))
+                .bearer_auth(&harry.token)
+                .header("Content-Type", "application/json")
+                .body("[null, null]"),
+        )
+        .await
+        .assert_error(400, "bad_request");
+
+    assert_eq!(
+        answer.error_message(),
+        "the body must be a JSON object, not an array"
+    );
     app.stop().await;
 }
 

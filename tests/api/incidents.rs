@@ -345,6 +345,28 @@ async fn an_update_with_nothing_to_change_is_a_400() {
 }
 
 #[tokio::test]
+async fn an_update_setting_a_title_location_or_status_to_null_is_a_400_naming_it() {
+    let (app, reporter, troll) = app_with_a_reported_troll().await;
+
+    for field in ["title", "location", "status"] {
+        let answer = app
+            .update(&reporter, troll.id, json!({ field: null }))
+            .await
+            .assert_error(400, "bad_request");
+        assert_eq!(
+            answer.field_error(field),
+            Some(format!("{field} cannot be null; leave it out to keep it").as_str())
+        );
+    }
+    assert_eq!(
+        app.log_end(Topic::IncidentEvents).await,
+        1,
+        "nothing appended"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn an_update_of_a_resolved_incident_is_409_resolved_cannot_be_updated() {
     let (app, reporter, troll) = app_with_a_reported_troll().await;
     app.resolve(&reporter, troll.id, "Wingardium leviosa")

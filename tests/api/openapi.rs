@@ -457,3 +457,84 @@ async fn app_state(pool: &sqlx::PgPool) -> AppState {
         },
     }
 }
+
+/// The request text fields' `pattern`s restate rules the parsers enforce
+/// (something besides spaces; no control characters); a client or the
+/// fuzzer that follows the document must get the answer it predicts.
+#[test]
+fn the_documents_text_patterns_agree_with_the_parsers() {
+    use marauders_map::identity::values::DisplayName;
+    use marauders_map::incident::{CommentBody, Description, IncidentTitle, Resolution};
+    let schemas = &http::openapi::document()["components"]["schemas"];
+    let pattern = |schema: &str, field: &str| {
+        let pattern = schemas[schema]["properties"][field]["pattern"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{schema}.{field} has a pattern"));
+        regex::Regex::new(pattern).unwrap()
+    };
+    let samples = [
+        "Troll",
+        "  Troll  ",
+        "",
+        "   ",
+        " \t\n ",
+        "Troll\tin the\ndungeon",
+        "\u{85}Troll",
+        "Troll\u{7}",
+        "\u{1f}",
+        "\r\n",
+        "\u{a0}",
+        "\u{3000}x",
+        "\u{feff}",
+        "x\u{9f}",
+        "é",
+    ];
+    type Parser = fn(&str) -> bool;
+    let fields: [(&str, &str, Parser); 7] = [
+        ("ReportRequest", "title", |s| {
+            IncidentTitle::parse(s).is_ok()
+        }),
+        ("UpdateRequest", "title", |s| {
+            IncidentTitle::parse(s).is_ok()
+        }),
+        ("ReportRequest", "description", |s| {
+            Description::parse(s).is_ok()
+        }),
+        ("UpdateRequest", "description", |s| {
+            Description::parse(s).is_ok()
+        }),
+        ("ResolveRequest", "resolution", |s| {
+            Resolution::parse(s).is_ok()
+        }),
+        ("CommentRequest", "body", |s| CommentBody::parse(s).is_ok()),
+        ("RegisterRequest", "displayName", |s| {
+            DisplayName::parse(s).is_ok()
+        }),
+    ];
+    for (schema, field, parses) in fields {
+        let pattern = pattern(schema, field);
+        for sample in samples {
+            assert_eq!(
+                pattern.is_match(sample),
+                parses(sample),
+                "{schema}.{field} and its parser disagree on {sample:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_update_must_carry_at_least_one_of_its_fields() {
+    let update = &http::openapi::document()["components"]["schemas"]
+        [http::openapi::UPDATE_REQUEST_SCHEMA_NAME];
+    let required: BTreeSet<&str> = update["anyOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|alternative| alternative["required"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        required,
+        BTreeSet::from(["title", "description", "location", "status", "assignedTo"])
+    );
+}
