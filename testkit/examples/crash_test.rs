@@ -28,8 +28,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use marauders_map::events::{Event, EventPayload};
 use marauders_map::incident::{FoldOutcome, IncidentFold};
+use marauders_map::log::STREAM_NAME;
 use marauders_map::log::{EventLog, LogConfig, Topic};
-use marauders_testkit::{IggyServer, TEST_JWT_SECRET, TestDatabase, free_port};
+use marauders_testkit::{IggyServer, TEST_JWT_SECRET, TestDatabase, free_port, service_user_url};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -86,6 +87,7 @@ impl Service {
         command
             .env("DATABASE_URL", &self.database_url)
             .env("PORT", self.port.to_string())
+            .env("METRICS_ADDRESS", "127.0.0.1:0")
             .env("HOST", "127.0.0.1")
             .env("JWT_SECRET", TEST_JWT_SECRET)
             .env("MARAUDERS_DATA_DIR", &self.data_dir.0)
@@ -206,7 +208,11 @@ async fn main() -> anyhow::Result<()> {
     let mut service = Service {
         binary,
         database_url: database.url.clone(),
-        iggy_url: iggy.as_ref().map(|server| server.url.clone()),
+        // As in production: a user of its own, never root.
+        iggy_url: match &iggy {
+            Some(server) => Some(service_user_url(&server.url, STREAM_NAME).await),
+            None => None,
+        },
         data_dir: tempdir::Dir(data_dir),
         port: free_port(),
         child: None,
