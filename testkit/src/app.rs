@@ -513,6 +513,19 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
+    /// Makes every refresh token already exchanged look exchanged a minute
+    /// ago — past the refresh grace period — as time would: presented
+    /// again, it is then a reuse, not a second tab.
+    pub async fn let_the_refresh_grace_pass(&self) {
+        sqlx::query(
+            "UPDATE refresh_tokens SET rotated_at = rotated_at - interval '1 minute'
+              WHERE rotated_at IS NOT NULL",
+        )
+        .execute(&self.database.pool)
+        .await
+        .expect("refresh tokens can be aged");
+    }
+
     /// Sends any request and reads the answer.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> ApiResponse {
         self.send_via(&self.client, request).await

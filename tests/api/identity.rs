@@ -177,18 +177,6 @@ async fn refresh_rotates_the_refresh_token_and_the_new_access_token_works() {
     app.stop().await;
 }
 
-/// Makes every exchanged refresh token of the app's database look
-/// exchanged a minute ago — past the grace period — as time would.
-async fn let_the_grace_period_pass(app: &TestApp) {
-    sqlx::query(
-        "UPDATE refresh_tokens SET rotated_at = rotated_at - interval '1 minute'
-          WHERE rotated_at IS NOT NULL",
-    )
-    .execute(&app.database.pool)
-    .await
-    .unwrap();
-}
-
 #[tokio::test]
 async fn two_refreshes_of_one_token_at_once_both_get_working_tokens_and_the_session_survives() {
     let app = TestApp::spawn().await;
@@ -234,7 +222,7 @@ async fn a_reused_refresh_token_is_refused_and_revokes_its_whole_session() {
     let app = TestApp::spawn().await;
     let ginny = app.register("ginny@hogwarts.edu", "Ginny").await;
     let rotated = app.refresh(&ginny.refresh_token).await.assert_status(200);
-    let_the_grace_period_pass(&app).await;
+    app.let_the_refresh_grace_pass().await;
 
     // The first token comes back: somebody copied it.
     let reused = app.refresh(&ginny.refresh_token).await.assert_status(401);
@@ -258,7 +246,7 @@ async fn a_reused_refresh_token_leaves_the_users_other_sessions_alone() {
         .await
         .assert_status(200);
     app.refresh(&ginny.refresh_token).await.assert_status(200);
-    let_the_grace_period_pass(&app).await;
+    app.let_the_refresh_grace_pass().await;
 
     app.refresh(&ginny.refresh_token).await.assert_status(401);
 
@@ -272,7 +260,7 @@ async fn a_revocation_for_reuse_is_recorded_on_auth_events() {
     let app = TestApp::spawn().await;
     let ginny = app.register("ginny@hogwarts.edu", "Ginny").await;
     app.refresh(&ginny.refresh_token).await.assert_status(200);
-    let_the_grace_period_pass(&app).await;
+    app.let_the_refresh_grace_pass().await;
 
     app.refresh(&ginny.refresh_token).await.assert_status(401);
 

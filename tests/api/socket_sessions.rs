@@ -215,6 +215,9 @@ async fn a_reused_refresh_token_closes_the_sessions_sockets_as_revoked() {
         .await
         .expect("the rotated token is accepted");
     assert_still_open(&mut socket).await;
+    // Presented again after the grace period (within it, it would be a
+    // second tab): somebody copied it.
+    app.let_the_refresh_grace_pass().await;
 
     app.refresh(&harry.refresh_token).await.assert_status(401);
 
