@@ -147,13 +147,16 @@ impl TestAppBuilder {
         self
     }
 
-    /// Iggy at `url` as the log, on the given stream (one a test set up, or
-    /// where `log migrate` copied a log).
-    pub fn iggy_stream(mut self, url: &str, stream: &str) -> Self {
+    /// Iggy at `admin_url` (an administrator's, such as
+    /// [`IggyServer::url`]) as the log, on the given stream (one a test set
+    /// up, or where `log migrate` copied a log); the app connects as a user
+    /// of its own, as with [`TestAppBuilder::iggy`].
+    pub fn iggy_stream(mut self, admin_url: &str, stream: &str) -> Self {
         self.log = LogLocation::Iggy {
-            url: url.to_owned(),
+            url: admin_url.to_owned(),
             stream: stream.to_owned(),
         };
+        self.iggy_admin_url = Some(admin_url.to_owned());
         self
     }
 
