@@ -642,17 +642,13 @@ fn not_null(field: &str, raw: Option<String>) -> Result<String, String> {
 
 /// The statuses an update may set: every status but `RESOLVED`.
 fn updatable_status_schema() -> utoipa::openapi::Object {
-    use utoipa::openapi::{ObjectBuilder, Type};
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(
-            IncidentStatus::ALL
-                .iter()
-                .copied()
-                .filter(|status| *status != IncidentStatus::Resolved)
-                .map(IncidentStatus::as_str),
-        ))
-        .build()
+    super::openapi::string_enum_schema(
+        IncidentStatus::ALL
+            .iter()
+            .copied()
+            .filter(|status| *status != IncidentStatus::Resolved)
+            .map(IncidentStatus::as_str),
+    )
 }
 
 fn present_or_null<'de, D: serde::Deserializer<'de>>(

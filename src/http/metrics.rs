@@ -22,6 +22,7 @@ use axum::routing::get;
 
 use super::{ApiError, AppState};
 use crate::events::Event;
+use crate::identity::throttle::ThrottleCounts;
 use crate::log::Topic;
 use crate::log::breaker::BreakerState;
 
@@ -244,24 +245,29 @@ fn write_auth_limits(out: &mut String, state: &AppState) {
         load.rejected_total
     );
     let counts = state.auth_limits.throttle.counts();
-    out.push_str("# HELP marauders_auth_throttled_total Attempts answered 429, by endpoint and limit.\n# TYPE marauders_auth_throttled_total counter\n");
-    for count in &counts {
-        let _ = writeln!(
-            out,
-            "marauders_auth_throttled_total{{action=\"{}\",scope=\"{}\"}} {}",
-            count.action.as_str(),
-            count.scope.as_str(),
-            count.refused
-        );
-    }
-    out.push_str("# HELP marauders_auth_lockouts_total Lockouts started (each is one auth.locked_out event), by endpoint and limit.\n# TYPE marauders_auth_lockouts_total counter\n");
-    for count in &counts {
-        let _ = writeln!(
-            out,
-            "marauders_auth_lockouts_total{{action=\"{}\",scope=\"{}\"}} {}",
-            count.action.as_str(),
-            count.scope.as_str(),
-            count.lockouts
-        );
-    }
+    let per_action_and_scope =
+        |out: &mut String, name: &str, help: &str, value: fn(&ThrottleCounts) -> u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for count in &counts {
+                let _ = writeln!(
+                    out,
+                    "{name}{{action=\"{}\",scope=\"{}\"}} {}",
+                    count.action.as_str(),
+                    count.scope.as_str(),
+                    value(count)
+                );
+            }
+        };
+    per_action_and_scope(
+        out,
+        "marauders_auth_throttled_total",
+        "Attempts answered 429, by endpoint and limit.",
+        |count| count.refused,
+    );
+    per_action_and_scope(
+        out,
+        "marauders_auth_lockouts_total",
+        "Lockouts started (each is one auth.locked_out event), by endpoint and limit.",
+        |count| count.lockouts,
+    );
 }

@@ -186,16 +186,12 @@ struct AuditQuery {
 
 /// The event types of `auth-events`, from the catalog.
 fn auth_event_type_schema() -> utoipa::openapi::Object {
-    use utoipa::openapi::{ObjectBuilder, Type};
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(
-            EventType::ALL
-                .iter()
-                .filter(|event_type| event_type.topic() == Topic::AuthEvents)
-                .map(|event_type| event_type.as_str()),
-        ))
-        .build()
+    super::openapi::string_enum_schema(
+        EventType::ALL
+            .iter()
+            .filter(|event_type| event_type.topic() == Topic::AuthEvents)
+            .map(|event_type| event_type.as_str()),
+    )
 }
 
 #[derive(Serialize, sqlx::FromRow, ToSchema)]

@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use axum::{Json, Router};
 use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{Ref, RefOr, schema::Schema};
+use utoipa::openapi::{Object, ObjectBuilder, Ref, RefOr, Type, schema::Schema};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -164,6 +164,15 @@ fn require_at_least_one_property(document: &mut Value, name: &str) {
         .unwrap_or_default();
     assert!(!properties.is_empty(), "{name} has properties");
     schema["anyOf"] = Value::Array(properties);
+}
+
+/// A string schema with exactly `values`: for a closed set the handler
+/// takes as raw text but derives from the domain (`schema_with = …`).
+pub fn string_enum_schema(values: impl IntoIterator<Item = &'static str>) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values))
+        .build()
 }
 
 /// A reference to the embedded envelope schema, for fields that hold an
