@@ -138,6 +138,8 @@ async fn register(
     let password_hash = state
         .auth_limits
         .hashing
+        .admit()
+        .map_err(IdentityError::from)?
         .hash_password(password)
         .await
         .map_err(IdentityError::from)?;
@@ -192,6 +194,13 @@ async fn login(
         LockoutTarget::Email(&request.email),
     )
     .await?;
+    // A place in the hashing pool first: when it is full, the login is
+    // refused before it costs the database anything either.
+    let hashing = state
+        .auth_limits
+        .hashing
+        .admit()
+        .map_err(IdentityError::from)?;
     // An email no account can have (e.g. with a NUL, which PostgreSQL
     // cannot even compare) is just an unknown email.
     let found = if Email::parse(&request.email).is_ok() {
@@ -205,9 +214,7 @@ async fn login(
     };
     // Verified even for an unknown email (against a dummy hash), so both
     // failures take as long and read the same.
-    let password_matches = state
-        .auth_limits
-        .hashing
+    let password_matches = hashing
         .verify_password(request.password, stored_hash)
         .await
         .map_err(IdentityError::from)?;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier};
 use argon2::{Argon2, PasswordHash};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::values::Password;
 
@@ -90,9 +90,48 @@ impl PasswordHashing {
         }
     }
 
+    /// A place in the pool for one computation, or [`HashingError::Overloaded`]
+    /// at once when every worker is busy and the queue is full. Take it
+    /// before any other work for the request (the account lookup), so a
+    /// refused request costs nothing else either.
+    pub fn admit(&self) -> Result<HashingSlot, HashingError> {
+        match self.admissions.clone().try_acquire_owned() {
+            Ok(admission) => Ok(HashingSlot {
+                admission,
+                workers: self.workers.clone(),
+            }),
+            Err(_) => {
+                self.rejected.fetch_add(1, Ordering::Relaxed);
+                Err(HashingError::Overloaded {
+                    retry_after: RETRY_AFTER,
+                })
+            }
+        }
+    }
+
+    pub fn load(&self) -> HashingLoad {
+        let workers = self.config.workers.get();
+        let running = workers - self.workers.available_permits();
+        let admitted = workers + self.config.queue - self.admissions.available_permits();
+        HashingLoad {
+            running,
+            queued: admitted.saturating_sub(running),
+            rejected_total: self.rejected.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// An admitted computation ([`PasswordHashing::admit`]): it waits for a
+/// worker, then runs on the blocking pool.
+pub struct HashingSlot {
+    admission: OwnedSemaphorePermit,
+    workers: Arc<Semaphore>,
+}
+
+impl HashingSlot {
     /// Hashes `password` into a PHC string (algorithm, parameters, salt,
     /// hash).
-    pub async fn hash_password(&self, password: Password) -> Result<String, HashingError> {
+    pub async fn hash_password(self, password: Password) -> Result<String, HashingError> {
         self.run(move || {
             Argon2::default()
                 .hash_password(password.expose().as_bytes())
@@ -106,7 +145,7 @@ impl PasswordHashing {
     /// (unknown email) it checks against a dummy hash, so both failures take
     /// the same time and cannot be told apart by timing.
     pub async fn verify_password(
-        &self,
+        self,
         candidate: String,
         stored_hash: Option<String>,
     ) -> Result<bool, HashingError> {
@@ -123,34 +162,15 @@ impl PasswordHashing {
         .await
     }
 
-    pub fn load(&self) -> HashingLoad {
-        let workers = self.config.workers.get();
-        let running = workers - self.workers.available_permits();
-        let admitted = workers + self.config.queue - self.admissions.available_permits();
-        HashingLoad {
-            running,
-            queued: admitted.saturating_sub(running),
-            rejected_total: self.rejected.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Admits the computation or refuses it at once, waits for a worker,
-    /// and runs it on the blocking pool. Both permits move into the blocking
-    /// task: if the request is dropped meanwhile, the computation still
-    /// counts until it really ends.
+    /// Waits for a worker and runs `compute` on the blocking pool. Both
+    /// permits move into the blocking task: if the request is dropped
+    /// meanwhile, the computation still counts until it really ends.
     async fn run<T: Send + 'static>(
-        &self,
+        self,
         compute: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
     ) -> Result<T, HashingError> {
-        let Ok(admission) = self.admissions.clone().try_acquire_owned() else {
-            self.rejected.fetch_add(1, Ordering::Relaxed);
-            return Err(HashingError::Overloaded {
-                retry_after: RETRY_AFTER,
-            });
-        };
-        let worker = self
-            .workers
-            .clone()
+        let HashingSlot { admission, workers } = self;
+        let worker = workers
             .acquire_owned()
             .await
             .map_err(|_| anyhow::anyhow!("the hashing pool is closed"))?;
@@ -182,27 +202,33 @@ mod tests {
     #[tokio::test]
     async fn a_hash_verifies_its_password_only() {
         let pool = PasswordHashing::new(HashingConfig::default());
+        let verify = |candidate: &str, stored: Option<String>| {
+            pool.admit()
+                .unwrap()
+                .verify_password(candidate.into(), stored)
+        };
         let hash = pool
+            .admit()
+            .unwrap()
             .hash_password(Password::parse("alohomora-123").unwrap())
             .await
             .unwrap();
-        assert!(
-            pool.verify_password("alohomora-123".into(), Some(hash.clone()))
-                .await
-                .unwrap()
-        );
-        assert!(
-            !pool
-                .verify_password("colloportus".into(), Some(hash))
-                .await
-                .unwrap()
-        );
-        assert!(
-            !pool
-                .verify_password("alohomora-123".into(), None)
-                .await
-                .unwrap()
-        );
+        assert!(verify("alohomora-123", Some(hash.clone())).await.unwrap());
+        assert!(!verify("colloportus", Some(hash)).await.unwrap());
+        assert!(!verify("alohomora-123", None).await.unwrap());
         assert_eq!(pool.load().running + pool.load().queued, 0);
+    }
+
+    #[test]
+    fn past_the_workers_and_the_queue_admission_is_refused_at_once() {
+        let pool = PasswordHashing::new(HashingConfig {
+            workers: NonZeroUsize::MIN,
+            queue: 1,
+        });
+        let (first, second) = (pool.admit().unwrap(), pool.admit().unwrap());
+        assert!(matches!(pool.admit(), Err(HashingError::Overloaded { .. })));
+        assert_eq!(pool.load().rejected_total, 1);
+        drop((first, second));
+        assert!(pool.admit().is_ok(), "a place is free again");
     }
 }
