@@ -128,6 +128,13 @@ async fn register(
     let (Some(email), Some(password), Some(display_name)) = (email, password, display_name) else {
         return Err(ApiError::invalid_fields(fields));
     };
+    // A place in the hashing pool before the throttle counts the attempt:
+    // a client told 503 (the pool is full) has not spent its budget.
+    let hashing = state
+        .auth_limits
+        .hashing
+        .admit()
+        .map_err(IdentityError::from)?;
     throttle(
         &state,
         AuthAction::Register,
@@ -135,11 +142,7 @@ async fn register(
         LockoutTarget::Email(email.as_str()),
     )
     .await?;
-    let password_hash = state
-        .auth_limits
-        .hashing
-        .admit()
-        .map_err(IdentityError::from)?
+    let password_hash = hashing
         .hash_password(password)
         .await
         .map_err(IdentityError::from)?;
@@ -185,6 +188,14 @@ async fn login(
     if !fields.is_empty() {
         return Err(ApiError::invalid_fields(fields));
     }
+    // A place in the hashing pool first: when it is full, the login is
+    // refused before it costs the database anything, and before the
+    // throttle counts it (a client told 503 has not spent its budget).
+    let hashing = state
+        .auth_limits
+        .hashing
+        .admit()
+        .map_err(IdentityError::from)?;
     // Keyed by the email as typed, never by whether it has an account, so
     // an unknown email is throttled exactly like a known one.
     throttle(
@@ -194,13 +205,6 @@ async fn login(
         LockoutTarget::Email(&request.email),
     )
     .await?;
-    // A place in the hashing pool first: when it is full, the login is
-    // refused before it costs the database anything either.
-    let hashing = state
-        .auth_limits
-        .hashing
-        .admit()
-        .map_err(IdentityError::from)?;
     // An email no account can have (e.g. with a NUL, which PostgreSQL
     // cannot even compare) is just an unknown email.
     let found = if Email::parse(&request.email).is_ok() {
@@ -286,15 +290,22 @@ async fn throttle(
         return Ok(());
     };
     if throttled.lockout_started {
-        let recorded = accounts::record_lockout(
-            &state.pool,
-            action,
-            throttled.scope,
-            &client.to_string(),
-            target,
-            throttled.retry_after.as_secs(),
+        // Within the database deadline: a 429 is answered at once even when
+        // the database is slow, and an unrecorded lockout is recorded by
+        // the next refusal.
+        let recorded = tokio::time::timeout(
+            state.deadlines.database,
+            accounts::record_lockout(
+                &state.pool,
+                action,
+                throttled.scope,
+                &client.to_string(),
+                target,
+                throttled.retry_after.as_secs(),
+            ),
         )
-        .await;
+        .await
+        .unwrap_or(Err(IdentityError::Database(sqlx::Error::PoolTimedOut)));
         if let Err(error) = recorded {
             tracing::warn!(%error, "a lockout could not be recorded; the next refusal will");
             limits.forget_lockout(action, client.address(), account, throttled.scope);

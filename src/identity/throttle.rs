@@ -126,8 +126,8 @@ pub struct AuthThrottle {
     checks: AtomicU64,
     /// Refused attempts and started lockouts, per action and scope (see
     /// [`AuthThrottle::counts`]).
-    refused: [AtomicU64; 6],
-    lockouts_started: [AtomicU64; 6],
+    refused: [AtomicU64; COUNTERS],
+    lockouts_started: [AtomicU64; COUNTERS],
 }
 
 /// Refused attempts and lockouts of one action and scope since start-up.
@@ -142,9 +142,21 @@ pub struct ThrottleCounts {
 const ACTIONS: [AuthAction; 3] = [AuthAction::Login, AuthAction::Register, AuthAction::Refresh];
 const SCOPES: [ThrottleScope; 2] = [ThrottleScope::AccountAndAddress, ThrottleScope::Address];
 
+/// One counter per (action, scope).
+const COUNTERS: usize = ACTIONS.len() * SCOPES.len();
+
+/// Where (action, scope) counts: positions in [`ACTIONS`] and [`SCOPES`],
+/// spelled out so that a new action or scope cannot compile without one.
 fn counter_index(action: AuthAction, scope: ThrottleScope) -> usize {
-    let action = ACTIONS.iter().position(|a| *a == action).unwrap_or(0);
-    let scope = SCOPES.iter().position(|s| *s == scope).unwrap_or(0);
+    let action = match action {
+        AuthAction::Login => 0,
+        AuthAction::Register => 1,
+        AuthAction::Refresh => 2,
+    };
+    let scope = match scope {
+        ThrottleScope::AccountAndAddress => 0,
+        ThrottleScope::Address => 1,
+    };
     action * SCOPES.len() + scope
 }
 

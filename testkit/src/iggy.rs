@@ -60,7 +60,9 @@ pub fn iggy_config(url: &str, stream: &str) -> IggyConfig {
 pub async fn service_user_url(admin_url: &str, stream: &str) -> String {
     let suffix = stream.rsplit('-').next().unwrap_or(stream);
     let username = format!("svc-{}", &suffix[..suffix.len().min(40)]);
-    let password = Uuid::new_v4().simple().to_string();
+    // The same for every set-up of one stream: a test that starts the
+    // service on a stream again finds the user it made and logs in as it.
+    let password = format!("test-{}", &suffix[..suffix.len().min(40)]);
     let url = with_credentials(admin_url, &username, &password);
     marauders_map::log::iggy_user::set_up_service_user(admin_url, stream, &url)
         .await

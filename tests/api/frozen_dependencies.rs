@@ -19,7 +19,7 @@ use marauders_map::log::Topic;
 use marauders_map::log::breaker::BreakerSettings;
 use marauders_testkit::{
     ApiResponse, EVENTUALLY, FreezableProxy, IggyServer, ReportIncident, TEST_PASSWORD, TestApp,
-    TestAppBuilder, TestUser, eventually,
+    TestAppBuilder, TestUser, eventually, fresh_stream_name,
 };
 
 const IGGY_CALL: Duration = Duration::from_millis(300);
@@ -63,9 +63,11 @@ async fn with_a_freezable_database(builder: TestAppBuilder) -> TestApp {
         .await
 }
 
-async fn app_on_iggy_at(url: &str) -> TestApp {
+/// The app on a stream of its own on the Iggy server whose administrator's
+/// URL is `admin_url` (through a proxy or not), as a user of its own.
+async fn app_on_iggy_at(admin_url: &str) -> TestApp {
     TestApp::builder()
-        .iggy_url(url)
+        .iggy_stream(admin_url, &fresh_stream_name())
         .deadlines(IGGY_CALL, REQUEST_DEADLINE, quick_breaker())
         .spawn()
         .await
