@@ -16,6 +16,7 @@ use super::openapi::tags;
 use super::{ApiError, AppState};
 use crate::events::AuthAction;
 use crate::identity::accounts::{self, Account, IdentityError, LockoutTarget, SessionTokens};
+use crate::identity::passwords::HashingSlot;
 use crate::identity::tokens::RefreshToken;
 use crate::identity::values::{DisplayName, Email, Password};
 
@@ -128,14 +129,7 @@ async fn register(
     let (Some(email), Some(password), Some(display_name)) = (email, password, display_name) else {
         return Err(ApiError::invalid_fields(fields));
     };
-    // A place in the hashing pool before the throttle counts the attempt:
-    // a client told 503 (the pool is full) has not spent its budget.
-    let hashing = state
-        .auth_limits
-        .hashing
-        .admit()
-        .map_err(IdentityError::from)?;
-    throttle(
+    let hashing = admit_then_throttle(
         &state,
         AuthAction::Register,
         client,
@@ -188,17 +182,9 @@ async fn login(
     if !fields.is_empty() {
         return Err(ApiError::invalid_fields(fields));
     }
-    // A place in the hashing pool first: when it is full, the login is
-    // refused before it costs the database anything, and before the
-    // throttle counts it (a client told 503 has not spent its budget).
-    let hashing = state
-        .auth_limits
-        .hashing
-        .admit()
-        .map_err(IdentityError::from)?;
     // Keyed by the email as typed, never by whether it has an account, so
     // an unknown email is throttled exactly like a known one.
-    throttle(
+    let hashing = admit_then_throttle(
         &state,
         AuthAction::Login,
         client,
@@ -270,6 +256,24 @@ async fn refresh(
     let (user, tokens) =
         accounts::refresh(&state.pool, &state.jwt, &presented, &client.to_string()).await?;
     Ok(Json(AuthResponse::new(user, tokens)))
+}
+
+/// A place in the hashing pool, then the throttle: when the pool is full the
+/// attempt is refused (503) before it costs the database anything, and
+/// before it is counted — a client told 503 has not spent its budget.
+async fn admit_then_throttle(
+    state: &AppState,
+    action: AuthAction,
+    client: ClientIp,
+    target: LockoutTarget<'_>,
+) -> Result<HashingSlot, ApiError> {
+    let hashing = state
+        .auth_limits
+        .hashing
+        .admit()
+        .map_err(IdentityError::from)?;
+    throttle(state, action, client, target).await?;
+    Ok(hashing)
 }
 
 /// Counts one attempt of `action` from `client`, or refuses it with 429.
