@@ -140,6 +140,24 @@ function boardItem(page, title) {
   return page.locator('#incident-list li', { hasText: title });
 }
 
+/** Every header and cell of the projections table that does not fully show. */
+async function clippedProjectionCells(page) {
+  return page.locator('#projections').evaluate((table) => {
+    const visible = table.parentElement.getBoundingClientRect(); // the scroll box
+    const clipped = [];
+    for (const cell of table.querySelectorAll('th, td')) {
+      const box = cell.getBoundingClientRect();
+      const problems = [];
+      if (cell.scrollWidth > cell.clientWidth) problems.push(`scrollWidth ${cell.scrollWidth} > clientWidth ${cell.clientWidth}`);
+      if (box.left < visible.left - 0.5 || box.right > visible.right + 0.5) {
+        problems.push(`spans ${box.left.toFixed(1)}–${box.right.toFixed(1)}, visible ${visible.left.toFixed(1)}–${visible.right.toFixed(1)}`);
+      }
+      if (problems.length) clipped.push(`"${cell.textContent.trim()}": ${problems.join('; ')}`);
+    }
+    return clipped;
+  });
+}
+
 async function openIncident(page, title) {
   await boardItem(page, title).getByRole('button', { name: title }).click();
   await page.locator('#incident-heading', { hasText: title }).waitFor();
@@ -374,6 +392,29 @@ describe("The Marauder's Map in a browser", () => {
     assert.match(policy, /frame-ancestors 'none'/);
     assert.doesNotMatch(policy, /unsafe-inline|unsafe-eval/);
     assert.deepEqual(cspViolations, [], 'every page works under the policy it is sent');
+  });
+
+  test('no column of the projections table is clipped at 1,280 px, at rest, beside an open incident, or while rebuilding', async () => {
+    const p = await registerAs('Filius', { viewport: { width: 1280, height: 900 } });
+    const title = `Levitation mishap ${unique()}`;
+    await report(p.page, { title, location: 'Library' });
+    await service.promote(p.email, 'PROFESSOR');
+    await p.page.getByRole('button', { name: 'Log out' }).click();
+    await logIn(p.page, p.email);
+    await p.page.locator('#projections tr[data-projection="read-model"]').waitFor();
+
+    assert.deepEqual(await clippedProjectionCells(p.page), [], 'at rest');
+
+    // An open incident takes a column: the side panel is narrower.
+    await openIncident(p.page, title);
+    assert.deepEqual(await clippedProjectionCells(p.page), [], 'beside an open incident');
+
+    // The rebuild button takes the focus (a scroll box would scroll to it).
+    await p.page.getByRole('button', { name: 'Rebuild notifications' }).click();
+    assert.deepEqual(await clippedProjectionCells(p.page), [], 'after choosing Rebuild');
+    await p.page.locator('#projections-message', { hasText: 'notifications rebuilt' }).waitFor({ timeout: 30_000 });
+    assert.deepEqual(await clippedProjectionCells(p.page), [], 'after the rebuild');
+    await p.page.locator('.projections').screenshot({ path: join(artifactsDir, 'projections.png') });
   });
 });
 

@@ -31,7 +31,7 @@ export class ProjectionsPanel {
         h(
           'table',
           { id: 'projections' },
-          h('thead', {}, h('tr', {}, ['Projection', 'Offset', 'Log end', 'Lag', 'State', ''].map((text) => h('th', { scope: 'col' }, text)))),
+          h('thead', {}, h('tr', {}, ['Projection', 'Offset', 'Log end', 'Lag', 'State'].map((text) => h('th', { scope: 'col' }, text)))),
           this.body,
         ),
       ),
@@ -80,20 +80,23 @@ export class ProjectionsPanel {
         h(
           'tr',
           { 'data-projection': p.name },
-          h('th', { scope: 'row' }, p.name, h('br'), h('span', { class: 'muted' }, p.topic)),
-          h('td', {}, p.storedOffset),
-          h('td', {}, p.logEnd),
-          h('td', {}, p.lag),
-          h('td', { class: `state-${p.state}` }, p.state, p.deadLetters ? ` · ${p.deadLetters} dead letters` : '', this.progress(p)),
+          // The rebuild button sits under the name: a column of its own
+          // made the table wider than the side panel (issue 20).
           h(
-            'td',
-            {},
+            'th',
+            { scope: 'row' },
+            p.name,
+            h('span', { class: 'muted topic' }, p.topic),
             h(
               'button',
               { type: 'button', disabled: p.state === 'rebuilding', 'aria-label': `Rebuild ${p.name}`, onclick: () => void this.rebuild(p.name) },
               'Rebuild',
             ),
           ),
+          h('td', { class: 'number' }, p.storedOffset),
+          h('td', { class: 'number' }, p.logEnd),
+          h('td', { class: 'number' }, p.lag),
+          h('td', { class: `state-${p.state}` }, p.state, p.deadLetters ? ` · ${p.deadLetters} dead letters` : '', this.progress(p)),
         ),
       ),
     );
