@@ -99,7 +99,7 @@ async function waitUntilLive(page, timeout = 10_000) {
   await page.locator('#connection-state', { hasText: /^(Live|Caught up)/ }).waitFor({ timeout });
 }
 
-async function report(page, { title, severity = 'Medium', location = 'Great hall' }) {
+async function report(page, { title, severity = 'Medium', location = 'Great Hall' }) {
   const form = page.locator('#report-form');
   await form.getByLabel('Title').fill(title);
   await form.getByLabel('Severity').selectOption({ label: severity });
@@ -138,6 +138,15 @@ async function reportThroughApi(on, email, title) {
 
 function boardItem(page, title) {
   return page.locator('#incident-list li', { hasText: title });
+}
+
+/** A location's button on the map, e.g. place(page, 'LIBRARY'). */
+function place(page, location) {
+  return page.locator(`#map .place[data-location="${location}"]`);
+}
+
+async function placeCount(page, location) {
+  return Number(await place(page, location).getAttribute('data-count'));
 }
 
 /** Every header and cell of the projections table that does not fully show. */
@@ -268,7 +277,7 @@ describe("The Marauder's Map in a browser", () => {
     const b = await registerAs('Draco');
     await Promise.all([waitUntilLive(a.page), waitUntilLive(b.page)]);
     const title = `Dragon egg in the hut ${unique()}`;
-    await report(a.page, { title, severity: 'Low', location: 'Black lake' });
+    await report(a.page, { title, severity: 'Low', location: 'Black Lake' });
     await boardItem(b.page, title).waitFor({ timeout: 2000 });
     await openIncident(a.page, title);
     await openIncident(b.page, title);
@@ -377,12 +386,28 @@ describe("The Marauder's Map in a browser", () => {
     await page.locator('.opblock').first().waitFor();
   });
 
-  test('the page fits a phone-width window', async () => {
+  test('the page fits a phone-width window, the whole map with it', async () => {
     const s = await registerAs('Dobby', { viewport: { width: 390, height: 844 } });
-    await report(s.page, { title: `A sock for Dobby ${unique()}`, severity: 'Low' });
+    const incident = await report(s.page, { title: `A sock for Dobby ${unique()}`, severity: 'Low', location: 'Room of Requirement' });
+    // (A narrow map draws only the most severe marker per place.)
+    await place(s.page, 'ROOM_OF_REQUIREMENT').locator(`.marker[data-incident-id="${incident.id}"]`).waitFor({ state: 'attached' });
     const overflow = await s.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `the page is ${overflow}px wider than the window`);
+
+    // Every place, its name and its markers are on the map, none cut off.
+    const outside = await s.page.locator('#map').evaluate((map) => {
+      const frame = map.getBoundingClientRect();
+      return [...map.querySelectorAll('.place')]
+        .filter((button) => {
+          const box = button.getBoundingClientRect();
+          return box.left < frame.left || box.right > frame.right || box.top < frame.top || box.bottom > frame.bottom;
+        })
+        .map((button) => button.dataset.location);
+    });
+    assert.deepEqual(outside, [], 'places hanging off the map');
+
     await s.page.screenshot({ path: join(artifactsDir, 'board-phone.png'), fullPage: true });
+    await s.page.locator('.map-panel').screenshot({ path: join(artifactsDir, 'map-phone.png') });
   });
 
   test('the page and its API docs ran with no Content-Security-Policy violation', async () => {
@@ -415,6 +440,151 @@ describe("The Marauder's Map in a browser", () => {
     await p.page.locator('#projections-message', { hasText: 'notifications rebuilt' }).waitFor({ timeout: 30_000 });
     assert.deepEqual(await clippedProjectionCells(p.page), [], 'after the rebuild');
     await p.page.locator('.projections').screenshot({ path: join(artifactsDir, 'projections.png') });
+  });
+});
+
+describe('The map of Hogwarts', () => {
+  test('an incident another user reports at the Library appears live as a marker there, its severity in words', async () => {
+    await requireRealtime();
+    const a = await registerAs('Madam Pince');
+    const b = await registerAs('Hermione', { viewport: { width: 1280, height: 900 } });
+    await Promise.all([waitUntilLive(a.page), waitUntilLive(b.page)]);
+    // Any reload would lose this.
+    await b.page.evaluate(() => (window.stillTheSamePage = true));
+    const before = await placeCount(b.page, 'LIBRARY');
+
+    const incident = await report(a.page, { title: `Restricted Section break-in ${unique()}`, severity: 'Critical', location: 'Library' });
+
+    const marker = place(b.page, 'LIBRARY').locator(`.marker[data-incident-id="${incident.id}"]`);
+    await marker.waitFor({ timeout: 10_000 });
+    assert.equal(await marker.innerText(), 'CRITICAL', 'the severity in words on the marker');
+    assert.match(await marker.evaluate((m) => m.className), /severity-critical/, 'and in its colour');
+    assert.equal(await placeCount(b.page, 'LIBRARY'), before + 1);
+    const name = await place(b.page, 'LIBRARY').getAttribute('aria-label');
+    assert.match(name, new RegExp(`^Library: ${before + 1} incidents?, (\\d+ critical)`), name);
+    // Screen readers hear it once, politely.
+    await b.page.locator('#map-announcer', { hasText: 'Library: a new critical incident.' }).waitFor({ timeout: 10_000 });
+    assert.equal(await b.page.evaluate(() => window.stillTheSamePage), true, 'no reload');
+
+    // Resolved: it fades (and says so); deleted: it goes.
+    await openIncident(a.page, incident.title);
+    const view = a.page.locator('#incident-view');
+    await view.locator('summary', { hasText: 'Resolve' }).click();
+    await view.getByLabel('Resolution').fill('Madam Pince caught them.');
+    await view.getByRole('button', { name: 'Resolve', exact: true }).click();
+    await place(b.page, 'LIBRARY').locator(`.marker.resolved[data-incident-id="${incident.id}"]`).waitFor({ timeout: 10_000 });
+    await b.page.locator('.map-panel').screenshot({ path: join(artifactsDir, 'map.png') });
+    a.page.once('dialog', (dialog) => dialog.accept());
+    await view.getByRole('button', { name: 'Delete incident' }).click();
+    await marker.waitFor({ state: 'detached', timeout: 10_000 });
+    assert.equal(await placeCount(b.page, 'LIBRARY'), before);
+  });
+
+  test('choosing the Library filters the board, the address says so, and reload, back and forward keep to it', async () => {
+    await requireRealtime();
+    const b = await registerAs('Ron');
+    await waitUntilLive(b.page);
+    const tag = unique();
+    const atLibrary = `Howler in the stacks ${tag}`;
+    const atHogsmeade = `Zonko's prank ${tag}`;
+    await report(b.page, { title: atLibrary, severity: 'High', location: 'Library' });
+    await report(b.page, { title: atHogsmeade, severity: 'Low', location: 'Hogsmeade' });
+    await boardItem(b.page, atHogsmeade).waitFor();
+
+    const boardShowsOnlyTheLibrary = async () => {
+      await b.page.locator('#incident-list[aria-busy="false"]').waitFor();
+      await boardItem(b.page, atLibrary).waitFor();
+      await boardItem(b.page, atHogsmeade).waitFor({ state: 'detached' });
+      const places = await b.page.locator('#incident-list li .incident-meta').allTextContents();
+      assert.ok(places.length > 0 && places.every((meta) => meta.includes('Library')), JSON.stringify(places));
+      assert.equal(await b.page.locator('#filter-location').inputValue(), 'LIBRARY', "the board's own filter agrees");
+      assert.equal(await place(b.page, 'LIBRARY').getAttribute('aria-pressed'), 'true');
+      // The map still shows the other places.
+      assert.ok((await placeCount(b.page, 'HOGSMEADE')) >= 1, 'Hogsmeade keeps its count on the map');
+    };
+
+    await place(b.page, 'LIBRARY').click();
+    await b.page.waitForURL((url) => url.searchParams.get('location') === 'LIBRARY');
+    await boardShowsOnlyTheLibrary();
+
+    await b.page.reload();
+    await b.page.getByRole('heading', { name: 'Incident board' }).waitFor();
+    assert.equal(new URL(b.page.url()).searchParams.get('location'), 'LIBRARY');
+    await boardShowsOnlyTheLibrary();
+
+    // Choosing it again shows every place.
+    await place(b.page, 'LIBRARY').click();
+    await b.page.waitForURL((url) => !url.searchParams.has('location'));
+    await boardItem(b.page, atHogsmeade).waitFor();
+    assert.equal(await place(b.page, 'LIBRARY').getAttribute('aria-pressed'), 'false');
+
+    // Back: the Library again; forward: everything.
+    await b.page.goBack();
+    await b.page.waitForURL((url) => url.searchParams.get('location') === 'LIBRARY');
+    await boardShowsOnlyTheLibrary();
+    await b.page.goForward();
+    await b.page.waitForURL((url) => !url.searchParams.has('location'));
+    await boardItem(b.page, atHogsmeade).waitFor();
+
+    // The clear control lifts a filter too.
+    await place(b.page, 'HOGSMEADE').click();
+    await b.page.waitForURL((url) => url.searchParams.get('location') === 'HOGSMEADE');
+    await boardItem(b.page, atLibrary).waitFor({ state: 'detached' });
+    await b.page.getByRole('button', { name: 'Show every place' }).click();
+    await b.page.waitForURL((url) => !url.searchParams.has('location'));
+    await boardItem(b.page, atLibrary).waitFor();
+  });
+
+  test('with "reduce motion" a live pulse is a still highlight, not an animation', async () => {
+    const s = await registerAs('Luna', { reducedMotion: 'reduce' });
+    // What the page does when an event arrives (map.ts `pulse`), checked
+    // against the style sheet rather than raced against its 2 s.
+    const pulse = (page) =>
+      place(page, 'BLACK_LAKE').evaluate((button) => {
+        button.classList.add('pulse');
+        const ring = getComputedStyle(button.querySelector('.place-pin'), '::after');
+        return { animation: ring.animationName, opacity: ring.opacity };
+      });
+    assert.deepEqual(await pulse(s.page), { animation: 'none', opacity: '1' });
+    const moving = await registerAs('Xenophilius', { reducedMotion: 'no-preference' });
+    assert.equal((await pulse(moving.page)).animation, 'place-ring', 'without the preference it rings out');
+  });
+
+  test('the places are buttons a keyboard reaches, each named with its count', async () => {
+    const s = await registerAs('Neville');
+    const incident = await report(s.page, { title: `Mimbulus mimbletonia spilled ${unique()}`, severity: 'Critical', location: 'Owlery' });
+    await place(s.page, 'OWLERY').locator(`.marker[data-incident-id="${incident.id}"]`).waitFor({ state: 'attached' });
+    assert.match(await s.page.locator('#map').getAttribute('aria-labelledby'), /map-heading/);
+    assert.equal(await s.page.locator('#map-heading').textContent(), 'Map of Hogwarts');
+
+    // Tab from the top of the page until the first place has the focus.
+    await s.page.evaluate(() => document.activeElement?.blur());
+    const focused = () => s.page.evaluate(() => ({ location: document.activeElement?.dataset?.location ?? null, name: document.activeElement?.getAttribute('aria-label') }));
+    let current = await focused();
+    for (let presses = 0; !current.location && presses < 40; presses++) {
+      await s.page.keyboard.press('Tab');
+      current = await focused();
+    }
+    assert.ok(current.location, 'Tab reaches the map');
+    const names = new Map();
+    while (current.location && !names.has(current.location)) {
+      names.set(current.location, current.name);
+      await s.page.keyboard.press('Tab');
+      current = await focused();
+    }
+    assert.equal(names.size, 12, `all twelve places, in turn: ${[...names.keys()]}`);
+    const count = /^[A-Z][A-Za-z ]+: (no incidents|\d+ incidents?(, \d+ (critical|high|medium|low|resolved))+)$/;
+    for (const [location, name] of names) assert.match(name, count, `${location}: "${name}"`);
+    const owlery = await placeCount(s.page, 'OWLERY');
+    assert.match(names.get('OWLERY'), new RegExp(`^Owlery: ${owlery} incidents?, \\d+ critical`));
+
+    // Enter chooses a place, Space chooses it again (shows every place).
+    await place(s.page, 'OWLERY').focus();
+    await s.page.keyboard.press('Enter');
+    await s.page.waitForURL((url) => url.searchParams.get('location') === 'OWLERY');
+    assert.equal(await s.page.getByRole('button', { name: names.get('OWLERY'), pressed: true }).count(), 1);
+    await s.page.keyboard.press('Space');
+    await s.page.waitForURL((url) => !url.searchParams.has('location'));
   });
 });
 

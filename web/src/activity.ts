@@ -56,7 +56,9 @@ export class PresenceList {
 
 export class ActivityFeed {
   readonly element: HTMLElement;
-  private list = h('ol', { id: 'activity', class: 'activity', 'aria-live': 'polite', reversed: true });
+  // Not a live region: the map announces live changes, gathered (map.ts);
+  // announcing every event here as well would say each one twice.
+  private list = h('ol', { id: 'activity', class: 'activity', reversed: true });
 
   constructor(private describeEvent: (event: LiveEvent) => string) {
     this.element = h(

@@ -14,17 +14,26 @@
 // joins the room of every incident on the board and of the open one. A room
 // joined later was not covered by the replay: after joining, the page reads
 // that incident again with `minOffset` = the log's end at that moment.
+//
+// The map draws the same store as the board. The board's filter form holds
+// the filters, the address mirrors them (`?location=LIBRARY`), and the map
+// shows the board's filters except the location — the location is what the
+// map chooses — so with the board narrowed to one place the page also reads
+// the other places' incidents, to keep them on the map.
 
 import { ApiError, query, type Api } from './api';
 import { ActivityFeed, ConnectionBadge, PresenceList } from './activity';
 import { ProjectionsPanel } from './admin';
-import { BoardView, errorText, type Filters } from './board';
+import { BoardView, errorText } from './board';
 import { h } from './dom';
+import { filtersFromSearch, matchesFilters, sameFilters, searchWithFilters, type Filters } from './filters';
 import { IncidentView } from './incident-view';
 import { LiveConnection, loadLastOffset, type LiveHandlers } from './live';
+import { MapView, type MapChange } from './map';
 import { NotificationBell } from './notifications';
+import { isLocation, placeName } from './places';
 import { IncidentStore, incidentIdOf } from './store';
-import { label, type Comment, type Incident, type LiveEvent, type User } from './types';
+import { label, type Comment, type Incident, type LiveEvent, type Location, type User } from './types';
 
 const BOARD_PAGE = 50;
 // The service takes at most 100 rooms in a handshake; the board's newest
@@ -36,6 +45,7 @@ export class App {
   private store = new IncidentStore();
   private live: LiveConnection | null = null;
   private board: BoardView;
+  private map: MapView;
   private view: IncidentView;
   private bell: NotificationBell;
   private connection = new ConnectionBadge();
@@ -57,10 +67,12 @@ export class App {
   ) {
     this.names.set(user.id, user.displayName);
     this.board = new BoardView(this.store, {
-      filtersChanged: (filters) => void this.filtersChanged(filters),
+      filtersChanged: () => void this.filtersChanged('push'),
       report: (fields) => this.report(fields),
       open: (id) => void this.open(id),
     });
+    this.map = new MapView({ choose: (location) => this.chooseLocation(location) });
+    this.showFilters(filtersFromSearch(window.location.search));
     this.view = new IncidentView(user, {
       update: (id, fields) => this.command('PUT', `/api/incidents/${id}`, fields),
       escalate: (id, severity) => this.command('PATCH', `/api/incidents/${id}/severity`, { severity }),
@@ -95,7 +107,7 @@ export class App {
       (this.layout = h(
         'main',
         { id: 'main', class: 'layout' },
-        h('div', { class: 'board-column' }, this.boardError, this.board.element),
+        h('div', { class: 'board-column' }, this.boardError, this.map.element, this.board.element),
         this.view.element,
         h('aside', { class: 'side' }, this.presence.element, this.feed.element, this.projections?.element),
       )),
@@ -103,6 +115,9 @@ export class App {
   }
 
   async start(): Promise<void> {
+    // The address, tidied: filters it asked for that do not exist are dropped.
+    this.writeAddress('replace');
+    window.addEventListener('popstate', this.addressChanged);
     const logEnd = await this.incidentLogEnd();
     // Resume where this browser left off, unless that is not in this log.
     let start = loadLastOffset(this.user.id);
@@ -118,8 +133,10 @@ export class App {
 
   /** Stops everything this page started (logout, or the session ended). */
   stop(): void {
+    window.removeEventListener('popstate', this.addressChanged);
     this.live?.close();
     this.projections?.stop();
+    this.map.stop();
   }
 
   private handlers(resuming: boolean): LiveHandlers {
@@ -160,6 +177,7 @@ export class App {
     this.feed.add(event, replayed);
     this.readOffset = Math.max(this.readOffset ?? -1, event.offset);
     const id = incidentIdOf(event);
+    const before = this.store.get(id);
     const outcome = this.store.apply(event);
     if (outcome === 'refetch') void this.refetch(id, event.offset);
     if (event.eventType === 'comment.added' && id === this.openId) {
@@ -168,6 +186,20 @@ export class App {
     }
     if (event.eventType === 'incident.deleted' && id === this.openId) this.view.deleted();
     this.changed();
+    if (!replayed) this.showOnMap(event, before);
+  }
+
+  /** A live event: pulse it on the map, and say what others changed. */
+  private showOnMap(event: LiveEvent, before: Incident | undefined): void {
+    const after = this.store.get(incidentIdOf(event));
+    const incident = after ?? before;
+    const scope = this.mapFilters();
+    if (!incident || !isLocation(incident.location) || !matchesFilters(incident, scope)) return;
+    this.map.pulse(incident.location, after ? incident.id : null);
+    const kind = mapChangeKind(event.eventType);
+    if (kind && event.userId !== this.user.id) {
+      this.map.announce({ kind, location: incident.location, severity: incident.severity });
+    }
   }
 
   /** One event said we are behind on this incident: read it again. */
@@ -185,6 +217,7 @@ export class App {
   /** After any change to the store: redraw, and keep our rooms in step. */
   private changed(): void {
     this.board.render();
+    this.map.render(this.store.all().filter((incident) => matchesFilters(incident, this.mapFilters())));
     if (this.openId) {
       const incident = this.store.get(this.openId);
       if (incident) this.view.refresh(incident);
@@ -198,6 +231,12 @@ export class App {
     for (const incident of this.store.all()) {
       if (wanted.size >= MAX_ROOMS) break;
       if (this.board.matches(incident)) wanted.add(incident.id);
+    }
+    // Then the other places' incidents the map shows.
+    const mapFilters = this.mapFilters();
+    for (const incident of this.store.all()) {
+      if (wanted.size >= MAX_ROOMS) break;
+      if (matchesFilters(incident, mapFilters)) wanted.add(incident.id);
     }
     return wanted;
   }
@@ -222,14 +261,15 @@ export class App {
   private async reloadBoard(minOffset: number | null): Promise<void> {
     const load = ++this.boardLoads;
     const filters = this.board.filters();
+    // With the board narrowed to one place, the map still shows them all.
+    const pages = filters.location ? [filters, this.mapFilters()] : [filters];
     this.board.setBusy(true);
     try {
-      const { body } = await this.api.request<{ items: Incident[] }>(
-        'GET',
-        `/api/incidents${query({ ...filters, limit: BOARD_PAGE, minOffset })}`,
+      const answers = await Promise.all(
+        pages.map((page) => this.api.request<{ items: Incident[] }>('GET', `/api/incidents${query({ ...page, limit: BOARD_PAGE, minOffset })}`)),
       );
       if (load !== this.boardLoads) return;
-      for (const incident of body.items) this.store.upsert(incident);
+      for (const { body } of answers) for (const incident of body.items) this.store.upsert(incident);
       this.boardError.textContent = '';
     } catch (error) {
       if (load === this.boardLoads) this.boardError.textContent = `The board could not be loaded: ${errorText(error)}`;
@@ -238,10 +278,54 @@ export class App {
     this.changed();
   }
 
-  private async filtersChanged(_filters: Filters): Promise<void> {
+  // ---- filters and the address --------------------------------------------
+
+  /** The filters changed (the form, the map, or back/forward): follow them. */
+  private async filtersChanged(address: 'push' | 'keep'): Promise<void> {
+    if (address === 'push') this.writeAddress('push');
+    this.map.setSelected(this.selectedLocation());
+    // The map keeps its drawing until the new board arrives (no flicker).
     this.store.clear();
     this.board.render();
     await this.reloadBoard(this.readOffset);
+  }
+
+  private chooseLocation(location: Location | null): void {
+    this.board.setFilters({ ...this.board.filters(), location: location ?? '' });
+    void this.filtersChanged('push');
+  }
+
+  /** Back or forward: show the filters the address has now. */
+  private addressChanged = (): void => {
+    const wanted = filtersFromSearch(window.location.search);
+    if (sameFilters(wanted, this.board.filters())) return;
+    this.showFilters(wanted);
+    void this.filtersChanged('keep');
+  };
+
+  private showFilters(filters: Filters): void {
+    this.board.setFilters(filters);
+    this.map.setSelected(this.selectedLocation());
+  }
+
+  /** Puts the board's filters in the address: a new history entry, or in place. */
+  private writeAddress(how: 'push' | 'replace'): void {
+    const { pathname, search, hash } = window.location;
+    const wanted = searchWithFilters(search, this.board.filters());
+    if (wanted === search) return;
+    const url = `${pathname}${wanted}${hash}`;
+    if (how === 'push') history.pushState(null, '', url);
+    else history.replaceState(null, '', url);
+  }
+
+  private selectedLocation(): Location | null {
+    const { location } = this.board.filters();
+    return isLocation(location) ? location : null;
+  }
+
+  /** What the map shows: the board's filters, every location. */
+  private mapFilters(): Filters {
+    return { ...this.board.filters(), location: '' };
   }
 
   /** The next offset of incident-events (GET /health), or null if unknown. */
@@ -347,7 +431,7 @@ export class App {
     const title = `“${String(data.title ?? this.store.get(incidentIdOf(event))?.title ?? 'an incident')}”`;
     switch (event.eventType) {
       case 'incident.created':
-        return `${who} reported ${title} (${label(String(data.severity))}, ${label(String(data.location))})`;
+        return `${who} reported ${title} (${label(String(data.severity))}, ${placeName(String(data.location))})`;
       case 'incident.updated':
         return `${who} updated ${title}`;
       case 'incident.resolved':
@@ -361,6 +445,23 @@ export class App {
       default:
         return `${who}: ${event.eventType}`;
     }
+  }
+}
+
+function mapChangeKind(eventType: string): MapChange['kind'] | null {
+  switch (eventType) {
+    case 'incident.created':
+      return 'reported';
+    case 'incident.updated':
+      return 'changed';
+    case 'severity.escalated':
+      return 'escalated';
+    case 'incident.resolved':
+      return 'resolved';
+    case 'incident.deleted':
+      return 'deleted';
+    default:
+      return null; // comments pulse the map, but are not announced
   }
 }
 

@@ -2,14 +2,10 @@
 
 import { ApiError } from './api';
 import { h, select, when } from './dom';
+import { matchesFilters, type Filters } from './filters';
+import { placeName } from './places';
 import type { IncidentStore } from './store';
 import { LOCATIONS, SEVERITIES, STATUSES, label, type Incident } from './types';
-
-export interface Filters {
-  status: string;
-  severity: string;
-  location: string;
-}
 
 export interface BoardActions {
   filtersChanged(filters: Filters): void;
@@ -50,7 +46,7 @@ export class BoardView {
       { class: 'filters', 'aria-label': 'Filter incidents' },
       select('filter-status', 'Status', STATUSES, label, { any: 'Any status', name: 'status' }),
       select('filter-severity', 'Severity', SEVERITIES, label, { any: 'Any severity', name: 'severity' }),
-      select('filter-location', 'Location', LOCATIONS, label, { any: 'Anywhere', name: 'location' }),
+      select('filter-location', 'Location', LOCATIONS, placeName, { any: 'Anywhere', name: 'location' }),
     );
     this.filterForm.addEventListener('change', () => this.actions.filtersChanged(this.filters()));
     this.filterForm.addEventListener('submit', (event) => event.preventDefault());
@@ -77,13 +73,15 @@ export class BoardView {
     };
   }
 
+  /** Shows these filters in the form (from the address, or the map). */
+  setFilters(filters: Filters): void {
+    for (const [name, value] of Object.entries(filters)) {
+      (this.filterForm.elements.namedItem(name) as HTMLSelectElement).value = value;
+    }
+  }
+
   matches(incident: Incident): boolean {
-    const f = this.filters();
-    return (
-      (!f.status || incident.status === f.status) &&
-      (!f.severity || incident.severity === f.severity) &&
-      (!f.location || incident.location === f.location)
-    );
+    return matchesFilters(incident, this.filters());
   }
 
   /** Marks the list as loading (aria-busy) while the board is read again. */
@@ -123,7 +121,7 @@ export class BoardView {
         ' ',
         statusBadge(incident.status),
         ' ',
-        h('span', {}, label(incident.location)),
+        h('span', {}, placeName(incident.location)),
         ' · ',
         h('time', { datetime: incident.createdAt }, when(incident.createdAt)),
       ),
@@ -138,7 +136,7 @@ export class BoardView {
       h('label', { for: 'report-title' }, h('span', {}, 'Title'), h('input', { id: 'report-title', name: 'title', required: true, maxlength: 200, autocomplete: 'off' })),
       h('label', { for: 'report-description' }, h('span', {}, 'Description (optional)'), h('textarea', { id: 'report-description', name: 'description', rows: 2 })),
       select('report-severity', 'Severity', SEVERITIES, label, { value: 'MEDIUM', name: 'severity' }),
-      select('report-location', 'Location', LOCATIONS, label, { value: 'GREAT_HALL', name: 'location' }),
+      select('report-location', 'Location', LOCATIONS, placeName, { value: 'GREAT_HALL', name: 'location' }),
       h('button', { type: 'submit' }, 'Report incident'),
       message,
     );

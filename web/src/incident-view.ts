@@ -3,6 +3,7 @@
 
 import { errorText, severityBadge, statusBadge } from './board';
 import { h, select, when } from './dom';
+import { placeName } from './places';
 import { LOCATIONS, SEVERITIES, label, type Comment, type Incident, type TypingSignal, type User } from './types';
 
 export interface IncidentActions {
@@ -98,7 +99,7 @@ export class IncidentView {
     const heading = this.element.querySelector('#incident-heading');
     if (heading) heading.textContent = incident.title;
     this.details.replaceChildren(
-      h('p', { class: 'incident-meta' }, severityBadge(incident.severity), ' ', statusBadge(incident.status), ' ', label(incident.location)),
+      h('p', { class: 'incident-meta' }, severityBadge(incident.severity), ' ', statusBadge(incident.status), ' ', placeName(incident.location)),
       incident.description ? h('p', { class: 'description' }, incident.description) : '',
       h(
         'p',
@@ -242,7 +243,7 @@ export class IncidentView {
       { class: 'edit-form' },
       h('label', { for: 'edit-title' }, h('span', {}, 'Title'), h('input', { id: 'edit-title', name: 'title', value: incident.title, required: true })),
       h('label', { for: 'edit-description' }, h('span', {}, 'Description'), h('textarea', { id: 'edit-description', name: 'description', rows: 2 }, incident.description ?? '')),
-      select('edit-location', 'Location', LOCATIONS, label, { value: incident.location, name: 'location' }),
+      select('edit-location', 'Location', LOCATIONS, placeName, { value: incident.location, name: 'location' }),
       select('edit-status', 'Status', ['OPEN', 'INVESTIGATING'], label, { value: incident.status, name: 'status' }),
       h('button', { type: 'submit' }, 'Save changes'),
     );

@@ -100,7 +100,7 @@ export interface ProjectionStatus {
   rebuild: { appliedOffset: number; logEnd: number } | null;
 }
 
-/** "FORBIDDEN_FOREST" → "Forbidden forest": enum values as people read them. */
+/** "INVESTIGATING" → "Investigating": enum values as people read them (locations: placeName in places.ts). */
 export function label(value: string): string {
   const words = value.toLowerCase().split('_').join(' ');
   return words.charAt(0).toUpperCase() + words.slice(1);
