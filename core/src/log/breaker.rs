@@ -73,6 +73,11 @@ pub struct BreakerReport {
     pub retry_in_ms: Option<u64>,
 }
 
+/// When an operation began, as far as the breaker is concerned (see
+/// [`Breaker::epoch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epoch(u64);
+
 /// Why a call was refused without being tried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
@@ -95,6 +100,9 @@ pub struct Breaker {
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// How many times the dependency has answered after a failure: an
+    /// operation that began before the last recovery cannot reopen it.
+    recoveries: u64,
     failures: u32,
     /// Set while open (and half-open, once the instant has passed).
     open_until: Option<Instant>,
@@ -144,13 +152,29 @@ impl Breaker {
     /// The dependency answered: close.
     pub fn succeeded(&self) {
         let mut inner = self.lock();
-        *inner = Inner::default();
+        let recoveries = inner.recoveries + u64::from(inner.open_until.is_some());
+        *inner = Inner {
+            recoveries,
+            ..Inner::default()
+        };
     }
 
-    /// The dependency is down: open, for a backoff that grows with each
-    /// failure in a row.
-    pub fn failed(&self, reason: impl Into<String>) {
+    /// Where the breaker stands, for an operation about to start: pass it to
+    /// [`Breaker::failed`] when that operation fails.
+    pub fn epoch(&self) -> Epoch {
+        Epoch(self.lock().recoveries)
+    }
+
+    /// An operation that began at `epoch` found the dependency down: open,
+    /// for a backoff that grows with each failure in a row — unless the
+    /// dependency has recovered since the operation began (a connect
+    /// attempt or ping from before a thaw that only now gives up says
+    /// nothing about the dependency now).
+    pub fn failed(&self, epoch: Epoch, reason: impl Into<String>) {
         let mut inner = self.lock();
+        if inner.recoveries != epoch.0 {
+            return;
+        }
         inner.failures = inner.failures.saturating_add(1);
         let doublings = inner.failures.saturating_sub(1).min(16);
         let backoff = self
@@ -218,7 +242,7 @@ mod tests {
     #[test]
     fn a_failure_refuses_callers_at_once_with_the_reason() {
         let breaker = quick();
-        breaker.failed("no connection within 1s");
+        breaker.failed(breaker.epoch(), "no connection within 1s");
         let refused = breaker.admit().unwrap_err();
         assert_eq!(refused.reason, "no connection within 1s");
         assert!(refused.retry_in <= Duration::from_millis(20));
@@ -230,7 +254,7 @@ mod tests {
     #[test]
     fn after_the_backoff_one_probe_goes_and_the_others_wait_for_its_verdict() {
         let breaker = quick();
-        breaker.failed("down");
+        breaker.failed(breaker.epoch(), "down");
         std::thread::sleep(Duration::from_millis(25));
         assert_eq!(breaker.report().state, BreakerState::HalfOpen);
         assert_eq!(breaker.admit(), Ok(Admitted { probe: true }));
@@ -243,11 +267,11 @@ mod tests {
     #[test]
     fn a_failed_probe_opens_for_longer_up_to_the_maximum() {
         let breaker = quick();
-        breaker.failed("down");
-        breaker.failed("still down");
+        breaker.failed(breaker.epoch(), "down");
+        breaker.failed(breaker.epoch(), "still down");
         assert!(breaker.admit().unwrap_err().retry_in > Duration::from_millis(20));
         for _ in 0..10 {
-            breaker.failed("still down");
+            breaker.failed(breaker.epoch(), "still down");
         }
         assert!(breaker.admit().unwrap_err().retry_in <= Duration::from_millis(60));
     }
@@ -255,10 +279,26 @@ mod tests {
     #[test]
     fn an_abandoned_probe_lets_the_next_caller_probe() {
         let breaker = quick();
-        breaker.failed("down");
+        breaker.failed(breaker.epoch(), "down");
         std::thread::sleep(Duration::from_millis(25));
         assert_eq!(breaker.admit(), Ok(Admitted { probe: true }));
         breaker.probe_abandoned();
         assert_eq!(breaker.admit(), Ok(Admitted { probe: true }));
+    }
+
+    #[test]
+    fn a_failure_from_before_a_recovery_does_not_reopen_the_breaker() {
+        let breaker = quick();
+        breaker.failed(breaker.epoch(), "down");
+        // A connect attempt starts while it is down, and outlives the thaw.
+        let stale = breaker.epoch();
+        std::thread::sleep(Duration::from_millis(25));
+        breaker.succeeded();
+        breaker.failed(stale, "no connection within 1s");
+        assert_eq!(breaker.report().state, BreakerState::Closed);
+        assert_eq!(breaker.admit(), Ok(Admitted { probe: false }));
+        // A failure that began after the recovery still counts.
+        breaker.failed(breaker.epoch(), "down again");
+        assert_eq!(breaker.report().state, BreakerState::Open);
     }
 }

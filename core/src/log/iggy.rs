@@ -52,7 +52,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::breaker::{Breaker, BreakerReport, BreakerSettings};
+use super::breaker::{Breaker, BreakerReport, BreakerSettings, Epoch};
 use super::iggy_user::ROOT_USER_ID;
 use super::{
     ConsumerName, LogEndWatch, LogError, LogId, LogMessage, LogPage, LogRecord, MAX_READ_LIMIT,
@@ -856,14 +856,39 @@ impl IggyLog {
         let timeout = self.inner.config.request_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         let breaker = &self.inner.breaker;
-        breaker.admit().map_err(|refused| {
+        let epoch = breaker.epoch();
+        let admitted = breaker.admit().map_err(|refused| {
             unreachable(format!(
                 "{what}: Iggy is down ({}); the next try is in {} ms",
                 refused.reason,
                 refused.retry_in.as_millis()
             ))
         })?;
-        let client = connection.client(deadline, timeout, breaker).await?;
+        let mut probe = ProbeInFlight {
+            breaker,
+            armed: admitted.probe,
+        };
+        let result = self
+            .call_admitted(connection, what, request, deadline, epoch)
+            .await;
+        probe.armed = false;
+        result
+    }
+
+    async fn call_admitted<T>(
+        &self,
+        connection: &Arc<Connection>,
+        what: &str,
+        request: impl AsyncFnOnce(&IggyClient) -> Result<T, IggyError>,
+        deadline: tokio::time::Instant,
+        epoch: Epoch,
+    ) -> Result<T, LogError> {
+        let timeout = self.inner.config.request_timeout;
+        let breaker = &self.inner.breaker;
+        let connect_timeout = timeout.max(MIN_CONNECT_TIMEOUT);
+        let client = connection
+            .client(deadline, connect_timeout, breaker)
+            .await?;
         match tokio::time::timeout_at(deadline, request(&client)).await {
             Ok(Ok(value)) => {
                 breaker.succeeded();
@@ -871,10 +896,10 @@ impl IggyLog {
             }
             Ok(Err(error)) if is_connection_error(&error) => {
                 connection.discard(&client);
-                breaker.failed(format!(
-                    "{what} on the {} connection: {error}",
-                    connection.role
-                ));
+                breaker.failed(
+                    epoch,
+                    format!("{what} on the {} connection: {error}", connection.role),
+                );
                 Err(unavailable(format!("{what}: {error}")))
             }
             Ok(Err(error)) => {
@@ -897,6 +922,29 @@ impl IggyLog {
         redact_password(&self.inner.config.url)
     }
 }
+
+/// The half-open probe's call, while it runs. Dropped before it finishes —
+/// its caller gave up (a command's deadline, a request's) — it lets the
+/// next caller probe; otherwise the breaker would wait for a verdict that
+/// never comes, and refuse every call until a restart.
+struct ProbeInFlight<'a> {
+    breaker: &'a Breaker,
+    armed: bool,
+}
+
+impl Drop for ProbeInFlight<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.breaker.probe_abandoned();
+        }
+    }
+}
+
+/// The least time a connect attempt gets, however short a call's deadline:
+/// connecting is TCP, a login (which Iggy checks with Argon2) and more, and
+/// at a thaw every held-back login arrives at once. Callers still wait only
+/// until their own deadline; the attempt runs on its own task.
+const MIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One TCP connection to Iggy, made on first use and remade after a failure.
 ///
@@ -976,6 +1024,7 @@ impl Connection {
     ) -> ConnectAttempt {
         let connection_string = self.connection_string.clone();
         let role = self.role;
+        let epoch = breaker.epoch();
         let attempt: ConnectAttempt = async move {
             let client = IggyClient::from_connection_string(&connection_string)
                 .map_err(|error| format!("invalid IGGY_URL: {error}"))?;
@@ -1008,7 +1057,7 @@ impl Connection {
                 }
                 Err(reason) => {
                     *slot = Slot::Empty;
-                    breaker.failed(reason);
+                    breaker.failed(epoch, reason);
                 }
             }
         });
@@ -1040,22 +1089,26 @@ impl Connection {
             return;
         }
         let (this, client, breaker) = (self.clone(), client.clone(), breaker.clone());
+        let epoch = breaker.epoch();
         tokio::spawn(async move {
             match tokio::time::timeout(timeout, client.ping()).await {
                 Ok(Ok(())) => breaker.succeeded(),
                 Ok(Err(error)) => {
                     this.discard(&client);
-                    breaker.failed(format!(
-                        "the {} connection failed a ping: {error}",
-                        this.role
-                    ));
+                    breaker.failed(
+                        epoch,
+                        format!("the {} connection failed a ping: {error}", this.role),
+                    );
                 }
                 Err(_) => {
                     this.discard(&client);
-                    breaker.failed(format!(
-                        "Iggy stopped answering: no answer to a ping on the {} connection within {timeout:?}",
-                        this.role
-                    ));
+                    breaker.failed(
+                        epoch,
+                        format!(
+                            "Iggy stopped answering: no answer to a ping on the {} connection within {timeout:?}",
+                            this.role
+                        ),
+                    );
                 }
             }
             this.pinging.store(false, Ordering::Release);
@@ -1160,5 +1213,34 @@ mod tests {
         );
         let config = IggyConfig::new("iggy://iggy:iggy@localhost:8090?reconnection_retries=5");
         assert_eq!(config.connection_string(), config.url);
+    }
+
+    /// A probe whose caller gave up (its future dropped mid-call) must not
+    /// leave the breaker waiting for a verdict forever.
+    #[test]
+    fn a_probe_dropped_before_its_verdict_lets_the_next_caller_probe() {
+        let breaker = Breaker::new(BreakerSettings {
+            base_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(10),
+        });
+        breaker.failed(breaker.epoch(), "down");
+        std::thread::sleep(Duration::from_millis(15));
+        let admitted = breaker.admit().expect("the backoff has passed");
+        assert!(admitted.probe);
+        drop(ProbeInFlight {
+            breaker: &breaker,
+            armed: admitted.probe,
+        });
+        assert!(
+            breaker.admit().is_ok_and(|next| next.probe),
+            "the next caller probes"
+        );
+        // A probe that finished disarms its guard: no second probe.
+        let finished = ProbeInFlight {
+            breaker: &breaker,
+            armed: false,
+        };
+        drop(finished);
+        assert!(breaker.admit().is_err(), "the probe out is still the one");
     }
 }
