@@ -9,12 +9,15 @@ use sqlx::{Connection, PgPool};
 /// Connects with bounded waits, so a database that is down or frozen costs
 /// a request its deadline (a 503), never a hang:
 ///
-/// - a connection is waited for at most `timeout`;
-/// - a connection handed back while its query was still running (the
-///   request ran out of time and was dropped) must answer a ping within
-///   `timeout`, or it is closed instead of reused. sqlx pings every returned
-///   connection anyway, without a deadline: on a frozen server that ping
-///   would hold the connection until the server came back.
+/// - a connection is waited for at most `timeout`, sqlx's ping of an idle
+///   one before it is handed out included (so a connection the server
+///   dropped while idle, say at a restart, is replaced, not handed out to
+///   fail its first query);
+/// - a connection handed back, such as one whose query was still running
+///   when its request ran out of time and was dropped, must answer a ping
+///   within `timeout`, or it is closed hard instead of reused. (sqlx then
+///   pings it once more, without a deadline; the first ping has just
+///   shown the server answers.)
 ///
 /// Nothing can bound a query on an open connection from the server's side
 /// (`statement_timeout` is enforced by the very server that is frozen), so
@@ -23,15 +26,16 @@ pub async fn connect(database_url: &str, timeout: Duration) -> anyhow::Result<Pg
     PgPoolOptions::new()
         .max_connections(20)
         .acquire_timeout(timeout)
-        // Every connection was pinged when it came back (below): a second
-        // ping on the way out would cost each query a round trip, and would
-        // not make a frozen server answer the query that follows it.
-        .test_before_acquire(false)
         .after_release(move |connection, _| {
             Box::pin(async move {
                 match tokio::time::timeout(timeout, connection.ping()).await {
                     Ok(answered) => answered.map(|()| true),
-                    Err(_) => Err(sqlx::Error::PoolTimedOut),
+                    // An error closes the connection hard: it cannot be
+                    // trusted to finish anything gracefully.
+                    Err(elapsed) => Err(sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("a returned connection did not answer a ping: {elapsed}"),
+                    ))),
                 }
             })
         })

@@ -174,7 +174,12 @@ impl CommandHandler {
                     backend: self.log.backend_name(),
                     reason: "the incident's previous commands did not finish in time".into(),
                 })?;
-        self.write_model.sync().await?;
+        self.in_time(
+            deadline,
+            "catching up with the log",
+            self.write_model.sync(),
+        )
+        .await??;
         // One clock per command: the time `decide` sees is the event's.
         let now = Utc::now().trunc_subsecs(6);
         let fingerprint = request
@@ -182,20 +187,31 @@ impl CommandHandler {
             .as_ref()
             .map(|_| fingerprint(request.incident_id, &request.command));
         if let (Some(key), Some(fingerprint)) = (&request.key, &fingerprint) {
-            match self
-                .write_model
-                .lookup_key(request.actor.user_id, key.as_str(), fingerprint, now)
-                .await
-            {
+            let lookup =
+                self.write_model
+                    .lookup_key(request.actor.user_id, key.as_str(), fingerprint, now);
+            match self.in_time(deadline, "looking up the key", lookup).await? {
                 KeyLookup::Replay(accepted) => return Ok(CommandOutcome::Applied(accepted)),
                 KeyLookup::Reused => return Err(CommandError::KeyReused),
                 KeyLookup::Unknown => {}
             }
         }
-        let current = self.write_model.incident(request.incident_id).await;
+        let current = self
+            .in_time(
+                deadline,
+                "reading the incident",
+                self.write_model.incident(request.incident_id),
+            )
+            .await?;
         let Some(payload) = decide(current.as_ref(), request.command, request.actor, now)? else {
             let incident = current.ok_or(Rejection::NotFound)?;
-            let offset = self.write_model.last_offset_of(request.incident_id).await;
+            let offset = self
+                .in_time(
+                    deadline,
+                    "reading the incident",
+                    self.write_model.last_offset_of(request.incident_id),
+                )
+                .await?;
             return Ok(CommandOutcome::Unchanged { incident, offset });
         };
         let (incident_id, version) =
@@ -248,6 +264,21 @@ impl CommandHandler {
         loop {
             // Why the outcome is not known yet, for the 503 if it stays so.
             let mut last_problem = String::new();
+            if !acknowledged && Instant::now() >= deadline {
+                // Never a first send after the deadline: the caller has been
+                // told 503 (or soon will be) and may be retrying already.
+                return Err(if maybe_sent {
+                    CommandError::Unconfirmed {
+                        reason: "the deadline passed before the log confirmed the append".into(),
+                    }
+                } else {
+                    LogError::Unavailable {
+                        backend: self.log.backend_name(),
+                        reason: "the deadline passed before the event could be appended".into(),
+                    }
+                    .into()
+                });
+            }
             if !acknowledged {
                 let appended = tokio::time::timeout_at(
                     deadline,
@@ -261,7 +292,12 @@ impl CommandHandler {
                     }
                     Ok(Ok(offsets)) => {
                         acknowledged = true;
-                        match self.write_model.catch_up_to(offsets[0] + 1).await {
+                        let caught_up = self.in_time(
+                            deadline,
+                            "folding the appended event",
+                            self.write_model.catch_up_to(offsets[0] + 1),
+                        );
+                        match caught_up.await.and_then(|folded| folded) {
                             // Folded past our own copy: if it is not
                             // accepted, its version was taken.
                             Ok(_) => {
@@ -291,7 +327,12 @@ impl CommandHandler {
                 }
             }
             // The outcome is unknown: ask the log, once it can be read.
-            match self.write_model.sync().await {
+            let synced = self.in_time(
+                deadline,
+                "catching up with the log",
+                self.write_model.sync(),
+            );
+            match synced.await.and_then(|synced| synced) {
                 Ok(()) => match self.confirmation(event, incident, version).await {
                     Confirmation::Accepted(offset) => return Ok(offset),
                     Confirmation::Lost => return Err(CommandError::LostRace),
@@ -312,6 +353,23 @@ impl CommandHandler {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(MAX_CONFIRM_PAUSE);
         }
+    }
+
+    /// `work`, unless `deadline` passes first: the write model's lock, or
+    /// the log it reads, may be held up by a dependency that stopped
+    /// answering, and a command waits for nothing past its deadline.
+    async fn in_time<T>(
+        &self,
+        deadline: Instant,
+        what: &str,
+        work: impl Future<Output = T>,
+    ) -> Result<T, LogError> {
+        tokio::time::timeout_at(deadline, work)
+            .await
+            .map_err(|_| LogError::Unavailable {
+                backend: self.log.backend_name(),
+                reason: format!("{what} did not finish before the command's deadline"),
+            })
     }
 
     async fn confirmation(&self, event: &Event, incident: Uuid, version: u64) -> Confirmation {
