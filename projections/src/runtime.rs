@@ -242,7 +242,9 @@ impl<P: Projector> ProjectorRunner<P> {
             match step {
                 Ok(StepOutcome::Advanced { .. }) => {}
                 Ok(StepOutcome::CaughtUp { next_offset }) => {
-                    self.heartbeat().await;
+                    // Bounded like a step: a heartbeat that cannot reach the
+                    // database is skipped, not waited for.
+                    let _ = tokio::time::timeout(STEP_DEADLINE, self.heartbeat()).await;
                     tokio::select! {
                         _ = shutdown.cancelled() => {}
                         _ = self.log.wait_for_new_events(topic, next_offset, HEARTBEAT_INTERVAL) => {}

@@ -30,6 +30,9 @@ use super::{Gateway, close_connection};
 /// session's connections.
 pub const SESSION_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The longest one round's session lookup may take.
+const SESSION_CHECK_DEADLINE: Duration = Duration::from_secs(2);
+
 /// The login sessions among `ids` that have ended, and why. A session the
 /// table does not know (a token minted by a test, say) has not ended.
 pub async fn ended_sessions(
@@ -103,12 +106,19 @@ impl SessionWatch {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let ended = ended_sessions(&self.gateway.pool, &login_sessions)
-            .await
-            .unwrap_or_else(|error| {
-                tracing::warn!(%error, "could not check the sessions of open connections");
-                HashMap::new()
-            });
+        // Bounded: with the database frozen the check gives up and tries
+        // again next round (tokens that expired still close: that needs no
+        // database).
+        let ended = tokio::time::timeout(
+            SESSION_CHECK_DEADLINE,
+            ended_sessions(&self.gateway.pool, &login_sessions),
+        )
+        .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+        .unwrap_or_else(|error| {
+            tracing::warn!(%error, "could not check the sessions of open connections");
+            HashMap::new()
+        });
         let now = chrono::Utc::now().timestamp();
         let mut closed = 0;
         for (socket, session) in &connections {

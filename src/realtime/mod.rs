@@ -219,8 +219,9 @@ enum Refused {
     Unavailable,
 }
 
-/// The longest each of a handshake's database checks may take.
-const HANDSHAKE_DATABASE_DEADLINE: Duration = Duration::from_secs(2);
+/// The longest each of a handshake's three lookups may take (the session,
+/// the account, the rooms' incidents): all three within 5 s.
+const HANDSHAKE_LOOKUP_DEADLINE: Duration = Duration::from_millis(1_500);
 
 /// The handshake check, on every connect and reconnect.
 async fn authenticate(
@@ -245,7 +246,7 @@ async fn authenticate(
     // The database may be frozen: a handshake is refused in time, never
     // held (see `http::deadline` for requests).
     let ended = tokio::time::timeout(
-        HANDSHAKE_DATABASE_DEADLINE,
+        HANDSHAKE_LOOKUP_DEADLINE,
         expiry::ended_sessions(&gateway.pool, &[claims.sid]),
     )
     .await
@@ -258,7 +259,7 @@ async fn authenticate(
         return Err(Refused::SessionEnded(*reason));
     }
     let account = tokio::time::timeout(
-        HANDSHAKE_DATABASE_DEADLINE,
+        HANDSHAKE_LOOKUP_DEADLINE,
         find_account(&gateway.pool, claims.sub),
     )
     .await
@@ -275,9 +276,10 @@ async fn authenticate(
     // Rooms of incidents that never existed would only put noise in the
     // presence log; deleted ones stay, so their events up to the deletion
     // are replayed.
-    let rooms = gateway
-        .known_incidents(auth.rooms)
+    let rooms = gateway.known_incidents(auth.rooms);
+    let rooms = tokio::time::timeout(HANDSHAKE_LOOKUP_DEADLINE, rooms)
         .await
+        .unwrap_or(Err(LogUnreadable))
         .map_err(|LogUnreadable| Refused::LogUnavailable)?;
     let user = Client {
         user_id: account.id,

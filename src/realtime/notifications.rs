@@ -24,6 +24,9 @@ use crate::log::Topic;
 /// push (the notification is still stored and listed by the API).
 const PROJECTION_WAIT: Duration = Duration::from_secs(30);
 
+/// The longest one push may take, its wait for the projection included.
+const PUSH_DEADLINE: Duration = Duration::from_secs(35);
+
 pub struct NotificationPusher {
     pool: PgPool,
     io: SocketIo,
@@ -48,10 +51,15 @@ impl NotificationPusher {
             let Some((offset, event_id)) = next else {
                 break;
             };
+            // Bounded: a frozen database costs this push (the
+            // notification is stored; the bell shows it on the next read),
+            // not every push after it.
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                pushed = self.push(offset, event_id) => if let Err(error) = pushed {
-                    tracing::warn!(%error, offset, "could not push notifications");
+                pushed = tokio::time::timeout(PUSH_DEADLINE, self.push(offset, event_id)) => match pushed {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => tracing::warn!(%error, offset, "could not push notifications"),
+                    Err(_) => tracing::warn!(offset, "a notification push did not finish within {PUSH_DEADLINE:?}; skipped"),
                 },
             }
         }
