@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::http::deadline::Deadlines;
 use crate::identity::tokens::ACCESS_TOKEN_TTL;
 use crate::identity::{HashingConfig, ThrottleConfig};
 use crate::log::LogConfig;
@@ -67,7 +68,7 @@ pub struct Config {
         long,
         global = true,
         env = "DATABASE_TIMEOUT_MS",
-        default_value_t = 2_000
+        default_value_t = Deadlines::DEFAULT_DATABASE_MS
     )]
     pub database_timeout_ms: u64,
 
@@ -121,7 +122,7 @@ pub struct ServeConfig {
         long,
         global = true,
         env = "REQUEST_DEADLINE_MS",
-        default_value_t = 4_500
+        default_value_t = Deadlines::DEFAULT_REQUEST_MS
     )]
     pub request_deadline_ms: u64,
 

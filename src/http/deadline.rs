@@ -29,6 +29,23 @@ pub struct Deadlines {
     pub database: Duration,
 }
 
+impl Deadlines {
+    /// `serve`'s `REQUEST_DEADLINE_MS`: below 5 s, the promise.
+    pub const DEFAULT_REQUEST_MS: u64 = 4_500;
+    /// `serve`'s `DATABASE_TIMEOUT_MS`.
+    pub const DEFAULT_DATABASE_MS: u64 = 2_000;
+}
+
+/// `serve`'s defaults.
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            request: Duration::from_millis(Self::DEFAULT_REQUEST_MS),
+            database: Duration::from_millis(Self::DEFAULT_DATABASE_MS),
+        }
+    }
+}
+
 /// How much later than a command's own deadline this layer gives up, so
 /// that the command's more precise answer wins the race.
 const GRACE: Duration = Duration::from_millis(250);

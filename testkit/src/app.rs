@@ -13,6 +13,7 @@ use marauders_map::commands::{Faults, WriteModel};
 use marauders_map::config::{AuthLimitsConfig, Config, ServeConfig};
 use marauders_map::domain::{Role, Severity};
 use marauders_map::events::Event;
+use marauders_map::http::deadline::Deadlines;
 use marauders_map::identity::tokens::{AccessClaims, JwtKeys};
 use marauders_map::log::breaker::BreakerSettings;
 use marauders_map::log::{EventLog, LogConfig, LogRecord, MAX_READ_LIMIT, Topic};
@@ -378,8 +379,8 @@ impl TestApp {
             session_check_interval: marauders_map::realtime::expiry::SESSION_CHECK_INTERVAL,
             iggy_request_timeout: Duration::from_secs(2),
             breaker: BreakerSettings::default(),
-            request_deadline: Duration::from_millis(4_500),
-            database_timeout: Duration::from_secs(2),
+            request_deadline: Deadlines::default().request,
+            database_timeout: Deadlines::default().database,
             database_behind_proxy: false,
             auth_limits: AuthLimitsConfig::default(),
             iggy_admin_url: None,

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request};
@@ -451,10 +450,7 @@ async fn app_state(pool: &sqlx::PgPool) -> AppState {
         log,
         // The page is the router's fallback, not a route: no need to build it.
         web_dir: no_web_page_dir().as_path().into(),
-        deadlines: Deadlines {
-            request: Duration::from_millis(4_500),
-            database: Duration::from_secs(2),
-        },
+        deadlines: Deadlines::default(),
     }
 }
 
