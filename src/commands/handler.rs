@@ -297,7 +297,7 @@ impl CommandHandler {
                             "folding the appended event",
                             self.write_model.catch_up_to(offsets[0] + 1),
                         );
-                        match caught_up.await.and_then(|folded| folded) {
+                        match caught_up.await.flatten() {
                             // Folded past our own copy: if it is not
                             // accepted, its version was taken.
                             Ok(_) => {
@@ -332,7 +332,7 @@ impl CommandHandler {
                 "catching up with the log",
                 self.write_model.sync(),
             );
-            match synced.await.and_then(|synced| synced) {
+            match synced.await.flatten() {
                 Ok(()) => match self.confirmation(event, incident, version).await {
                     Confirmation::Accepted(offset) => return Ok(offset),
                     Confirmation::Lost => return Err(CommandError::LostRace),

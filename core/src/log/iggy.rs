@@ -574,10 +574,15 @@ impl IggyLog {
         }
         // Whatever is below `end` was readable before we asked for `end`
         // (the server counts a message only once it can be read), so this
-        // is a hole, not a race. Read up to it, or find where it ends.
-        let records = self
-            .readable_prefix(connection, topic_id, from, limit)
-            .await?;
+        // is a hole, not a race. Read up to it (the full `limit` was just
+        // tried), or find where it ends.
+        let records = match limit / 2 {
+            0 => Vec::new(),
+            shorter => {
+                self.readable_prefix(connection, topic_id, from, shorter)
+                    .await?
+            }
+        };
         if !records.is_empty() {
             return Ok(LogPage::contiguous(records, from));
         }
