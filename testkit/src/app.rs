@@ -207,6 +207,13 @@ impl TestAppBuilder {
         self
     }
 
+    /// A longer request deadline (the default is 4.5 s), for a test whose
+    /// requests are slow on purpose and must not be cut short.
+    pub fn request_deadline(mut self, request_deadline: Duration) -> Self {
+        self.request_deadline = request_deadline;
+        self
+    }
+
     /// How long a database connection is waited for (and a returned one
     /// may take to answer a ping); the default is 2 s.
     pub fn database_timeout(mut self, timeout: Duration) -> Self {
