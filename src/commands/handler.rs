@@ -19,17 +19,22 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::WriteModel;
+use super::faults::Faults;
+use super::group_commit::GroupCommit;
 use super::write_model::{AcceptedCommand, KeyLookup};
 use crate::events::{Event, IdempotencyRecord};
 use crate::idempotency::{IdempotencyKey, derived_event_id};
 use crate::incident::{
     Actor, Incident, IncidentCommand, Rejection, decide, evolve, incident_and_version,
 };
-use crate::log::{EventLog, LogError, Topic};
+use crate::log::{EventLog, LogError};
 
-/// Commands on one incident run one at a time in this instance; this many
-/// locks, picked by hashing the id, bound the memory that takes.
-const LOCK_STRIPES: usize = 64;
+/// Commands on one incident run one at a time in this instance — so an
+/// incident has at most one event in flight, and a command is decided only
+/// on confirmed state. This many locks, picked by hashing the id, bound the
+/// memory that takes; with this many, two of 64 concurrent commands on
+/// different incidents share a lock about once in 130 batches.
+const LOCK_STRIPES: usize = 4096;
 
 /// How long a command may take, waiting for its turn, the log and the
 /// confirmation included, unless configured otherwise.
@@ -42,40 +47,17 @@ const MAX_CONFIRM_PAUSE: Duration = Duration::from_millis(500);
 
 pub struct CommandHandler {
     log: EventLog,
+    group_commit: GroupCommit,
     write_model: Arc<WriteModel>,
     locks: Vec<Mutex<()>>,
     deadline: Duration,
     /// Keyed commands being executed in this instance, so a duplicate waits
     /// for the first's outcome instead of racing it.
     in_flight: std::sync::Mutex<HashMap<(Uuid, IdempotencyKey), Arc<Notify>>>,
+    /// Commands waiting for the command before them on their incident to
+    /// be confirmed (`/metrics`).
+    waiting_for_incident: std::sync::atomic::AtomicU64,
     faults: Arc<Faults>,
-}
-
-/// Test-only fault injection on the write path: lets a test lose the answer
-/// of an append that did land, which is otherwise a matter of luck with a
-/// real server. Inert unless a test arms it.
-#[derive(Debug, Default)]
-pub struct Faults {
-    lose_append_answers: std::sync::atomic::AtomicU32,
-}
-
-impl Faults {
-    /// The next `count` appends that succeed report "unavailable" instead,
-    /// as if the acknowledgement had been lost on the way back.
-    pub fn lose_next_append_answers(&self, count: u32) {
-        self.lose_append_answers
-            .store(count, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    fn take_lost_answer(&self) -> bool {
-        self.lose_append_answers
-            .fetch_update(
-                std::sync::atomic::Ordering::SeqCst,
-                std::sync::atomic::Ordering::SeqCst,
-                |left| left.checked_sub(1),
-            )
-            .is_ok()
-    }
 }
 
 /// One command as the HTTP edge parsed it.
@@ -140,13 +122,16 @@ enum Confirmation {
 
 impl CommandHandler {
     pub fn new(log: EventLog, write_model: Arc<WriteModel>) -> Self {
+        let faults = Arc::<Faults>::default();
         CommandHandler {
+            group_commit: GroupCommit::start(log.clone(), faults.clone()),
             log,
             write_model,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             deadline: DEFAULT_COMMAND_DEADLINE,
             in_flight: std::sync::Mutex::default(),
-            faults: Arc::default(),
+            waiting_for_incident: std::sync::atomic::AtomicU64::new(0),
+            faults,
         }
     }
 
@@ -167,13 +152,7 @@ impl CommandHandler {
             Some(key) => Some(self.claim_key(request.actor.user_id, key, deadline).await?),
             None => None,
         };
-        let _turn =
-            tokio::time::timeout_at(deadline, self.locks[stripe_of(request.incident_id)].lock())
-                .await
-                .map_err(|_| LogError::Unavailable {
-                    backend: self.log.backend_name(),
-                    reason: "the incident's previous commands did not finish in time".into(),
-                })?;
+        let _turn = self.turn_on(request.incident_id, deadline).await?;
         self.in_time(
             deadline,
             "catching up with the log",
@@ -187,31 +166,19 @@ impl CommandHandler {
             .as_ref()
             .map(|_| fingerprint(request.incident_id, &request.command));
         if let (Some(key), Some(fingerprint)) = (&request.key, &fingerprint) {
-            let lookup =
-                self.write_model
-                    .lookup_key(request.actor.user_id, key.as_str(), fingerprint, now);
-            match self.in_time(deadline, "looking up the key", lookup).await? {
+            match self
+                .write_model
+                .lookup_key(request.actor.user_id, key.as_str(), fingerprint, now)
+            {
                 KeyLookup::Replay(accepted) => return Ok(CommandOutcome::Applied(accepted)),
                 KeyLookup::Reused => return Err(CommandError::KeyReused),
                 KeyLookup::Unknown => {}
             }
         }
-        let current = self
-            .in_time(
-                deadline,
-                "reading the incident",
-                self.write_model.incident(request.incident_id),
-            )
-            .await?;
+        let current = self.write_model.incident(request.incident_id);
         let Some(payload) = decide(current.as_ref(), request.command, request.actor, now)? else {
             let incident = current.ok_or(Rejection::NotFound)?;
-            let offset = self
-                .in_time(
-                    deadline,
-                    "reading the incident",
-                    self.write_model.last_offset_of(request.incident_id),
-                )
-                .await?;
+            let offset = self.write_model.last_offset_of(request.incident_id);
             return Ok(CommandOutcome::Unchanged { incident, offset });
         };
         let (incident_id, version) =
@@ -253,7 +220,7 @@ impl CommandHandler {
         version: u64,
         deadline: Instant,
     ) -> Result<u64, CommandError> {
-        let message = [event.to_log_message()];
+        let message = event.to_log_message();
         let mut pause = FIRST_CONFIRM_PAUSE;
         // Once an append is acknowledged, the event is on the log: what is
         // left is to learn whether it was accepted, never to send it again.
@@ -280,28 +247,26 @@ impl CommandHandler {
                 });
             }
             if !acknowledged {
-                let appended = tokio::time::timeout_at(
-                    deadline,
-                    self.log.append(Topic::IncidentEvents, &message),
-                )
-                .await;
+                let appended =
+                    tokio::time::timeout_at(deadline, self.group_commit.append(message.clone()))
+                        .await;
                 match appended {
                     Ok(Ok(_)) if self.faults.take_lost_answer() => {
                         maybe_sent = true;
                         last_problem = "the append's answer was lost (injected fault)".into();
                     }
-                    Ok(Ok(offsets)) => {
+                    Ok(Ok(offset)) => {
                         acknowledged = true;
                         let caught_up = self.in_time(
                             deadline,
                             "folding the appended event",
-                            self.write_model.catch_up_to(offsets[0] + 1),
+                            self.write_model.catch_up_to(offset + 1),
                         );
                         match caught_up.await.flatten() {
                             // Folded past our own copy: if it is not
                             // accepted, its version was taken.
                             Ok(_) => {
-                                return match self.confirmation(event, incident, version).await {
+                                return match self.confirmation(event, incident, version) {
                                     Confirmation::Accepted(offset) => Ok(offset),
                                     Confirmation::Lost | Confirmation::NotYet => {
                                         Err(CommandError::LostRace)
@@ -333,7 +298,7 @@ impl CommandHandler {
                 self.write_model.sync(),
             );
             match synced.await.flatten() {
-                Ok(()) => match self.confirmation(event, incident, version).await {
+                Ok(()) => match self.confirmation(event, incident, version) {
                     Confirmation::Accepted(offset) => return Ok(offset),
                     Confirmation::Lost => return Err(CommandError::LostRace),
                     Confirmation::NotYet if acknowledged => {
@@ -355,6 +320,39 @@ impl CommandHandler {
         }
     }
 
+    /// The incident's turn: held from before the command is decided until
+    /// its event is confirmed (or it gives up), so a command is decided on
+    /// confirmed state only and an incident never has two events in flight.
+    async fn turn_on(
+        &self,
+        incident: Uuid,
+        deadline: Instant,
+    ) -> Result<tokio::sync::MutexGuard<'_, ()>, LogError> {
+        let lock = &self.locks[stripe_of(incident)];
+        if let Ok(turn) = lock.try_lock() {
+            return Ok(turn);
+        }
+        use std::sync::atomic::Ordering::SeqCst;
+        self.waiting_for_incident.fetch_add(1, SeqCst);
+        let turn = tokio::time::timeout_at(deadline, lock.lock()).await;
+        self.waiting_for_incident.fetch_sub(1, SeqCst);
+        turn.map_err(|_| LogError::Unavailable {
+            backend: self.log.backend_name(),
+            reason: "the incident's previous commands did not finish in time".into(),
+        })
+    }
+
+    /// Commands now waiting for their incident's previous command.
+    pub fn waiting_for_incident(&self) -> u64 {
+        self.waiting_for_incident
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many appends group commit made, and how many events they held.
+    pub fn group_commit_stats(&self) -> super::group_commit::GroupCommitStats {
+        self.group_commit.stats()
+    }
+
     /// `work`, unless `deadline` passes first: the write model's lock, or
     /// the log it reads, may be held up by a dependency that stopped
     /// answering, and a command waits for nothing past its deadline.
@@ -372,14 +370,13 @@ impl CommandHandler {
             })
     }
 
-    async fn confirmation(&self, event: &Event, incident: Uuid, version: u64) -> Confirmation {
-        if let Some(offset) = self.write_model.accepted_offset(event.event_id).await {
+    fn confirmation(&self, event: &Event, incident: Uuid, version: u64) -> Confirmation {
+        if let Some(offset) = self.write_model.accepted_offset(event.event_id) {
             return Confirmation::Accepted(offset);
         }
         let taken = self
             .write_model
             .incident(incident)
-            .await
             .is_some_and(|current| current.version >= version);
         if taken {
             Confirmation::Lost

@@ -3,12 +3,14 @@
 //! accepted event landed, and the outcome of every recent keyed command.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -39,10 +41,34 @@ const REMEMBERED_ACCEPTED_EVENTS: usize = 100_000;
 pub const MAX_REMEMBERED_KEYS: usize = 50_000;
 pub const KEY_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
+/// The fold is behind a lock that is only ever held to look something up or
+/// to apply records already read: log reads happen outside it, so commands,
+/// the gateway and `/health` never wait behind a catch-up's I/O.
 pub struct WriteModel {
     log: EventLog,
     pool: PgPool,
-    state: Mutex<FoldState>,
+    state: RwLock<FoldState>,
+    /// One catch-up reads the log at a time; whoever waits for it finds the
+    /// records it was waiting for already folded.
+    reading: Mutex<()>,
+    /// The log's end, asked once for everyone who asked while it was asked.
+    log_end: LogEndFlight,
+    /// Set once enough events were folded since the last snapshot; the
+    /// snapshot is taken by [`WriteModel::follow_log`], off every
+    /// command's path.
+    snapshot_due: Notify,
+}
+
+/// Many callers of [`WriteModel::sync`] at once make one `log_end` call,
+/// not one each — yet each gets an end asked for *after* it called, so it
+/// still sees every event appended before that.
+#[derive(Default)]
+struct LogEndFlight {
+    /// Numbers the callers in the order they arrived.
+    arrivals: AtomicU64,
+    /// The last answer, and the last arrival it covers: a call made after
+    /// arrival `n` was numbered covers every caller up to `n`.
+    last: Mutex<Option<(u64, u64)>>,
 }
 
 /// What a command that took effect answered, kept so that its retry gets
@@ -230,6 +256,16 @@ impl Folded {
     }
 }
 
+/// An incident event as read at an offset: what
+/// [`WriteModel::accepted_copies`] is asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventAt {
+    pub incident: Uuid,
+    pub version: u64,
+    pub event_id: Uuid,
+    pub offset: u64,
+}
+
 /// A snapshot as stored: the fold and the log it was folded from.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -260,8 +296,23 @@ impl WriteModel {
         WriteModel {
             log,
             pool,
-            state: Mutex::new(FoldState::default()),
+            state: RwLock::default(),
+            reading: Mutex::new(()),
+            log_end: LogEndFlight::default(),
+            snapshot_due: Notify::new(),
         }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, FoldState> {
+        self.state
+            .read()
+            .expect("the fold's lock is never poisoned")
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, FoldState> {
+        self.state
+            .write()
+            .expect("the fold's lock is never poisoned")
     }
 
     /// Loads the latest snapshot (when `use_snapshot`) and folds every
@@ -286,7 +337,7 @@ impl WriteModel {
                 ),
                 Ok(Some(snapshot)) => {
                     snapshot_offset = Some(snapshot.folded.next_offset);
-                    self.state.lock().await.folded = snapshot.folded;
+                    self.write().folded = snapshot.folded;
                 }
                 Ok(None) => {}
                 Err(error) => {
@@ -295,7 +346,7 @@ impl WriteModel {
             }
         }
         let events_replayed = self.catch_up_to(end).await?;
-        let incidents = self.state.lock().await.folded.fold.len();
+        let incidents = self.read().folded.fold.len();
         Ok(StartupReport {
             snapshot_offset,
             events_replayed,
@@ -307,27 +358,46 @@ impl WriteModel {
     /// Folds everything up to the log's current end: afterwards the model
     /// reflects every event appended before this call, by any instance.
     pub async fn sync(&self) -> Result<(), LogError> {
-        let end = self.log.log_end(Topic::IncidentEvents).await?;
+        let end = self.log_end().await?;
         self.catch_up_to(end).await.map(|_| ())
     }
 
-    /// Folds events until `next_offset` reaches `end`; returns how many.
+    /// The end of `incident-events` as asked after this call began, shared
+    /// with everyone who calls while it is being asked.
+    async fn log_end(&self) -> Result<u64, LogError> {
+        let arrival = self.log_end.arrivals.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut last = self.log_end.last.lock().await;
+        if let Some((end, covers)) = *last
+            && covers >= arrival
+        {
+            return Ok(end);
+        }
+        // Everyone who arrived until now waits behind this lock, or already
+        // had their answer: this one call is after all of them.
+        let covers = self.log_end.arrivals.load(Ordering::SeqCst);
+        let end = self.log.log_end(Topic::IncidentEvents).await?;
+        *last = Some((end, covers));
+        Ok(end)
+    }
+
+    /// Folds events until `next_offset` reaches `end`; returns how many
+    /// this call folded (none when another call folded them first).
     pub async fn catch_up_to(&self, end: u64) -> Result<u64, LogError> {
-        let mut state = self.state.lock().await;
         let mut folded = 0;
-        while state.folded.next_offset < end {
-            let from = state.folded.next_offset;
+        loop {
+            if self.read().folded.next_offset >= end {
+                break;
+            }
+            let _reading = self.reading.lock().await;
+            let from = self.read().folded.next_offset;
+            if from >= end {
+                break;
+            }
             let page = self
                 .log
                 .read_page(Topic::IncidentEvents, from, READ_BATCH)
                 .await?;
-            let records = page.records;
-            if records.is_empty() && page.next_offset > from {
-                // A hole in the log (see `LogPage`): nothing to fold there.
-                state.folded.next_offset = page.next_offset;
-                continue;
-            }
-            if records.is_empty() {
+            if page.records.is_empty() && page.next_offset == from {
                 // The log said it had more. Reporting success would make a
                 // command think its event was lost; retrying will not help.
                 let problem = LogError::Inconsistent {
@@ -336,53 +406,55 @@ impl WriteModel {
                         "incident-events reports its end at {end} but cannot be read beyond {from}"
                     ),
                 };
-                state.problem = Some(problem.to_string());
+                self.write().problem = Some(problem.to_string());
                 return Err(problem);
             }
-            for record in &records {
-                match Event::decode(&record.payload) {
-                    Ok(event) => state.folded.apply(record.offset, &event),
+            // Decoded before the lock is taken: holding it is only applying.
+            let events: Vec<(u64, Event)> = page
+                .records
+                .iter()
+                .filter_map(|record| match Event::decode(&record.payload) {
+                    Ok(event) => Some((record.offset, event)),
                     Err(error) => {
-                        tracing::warn!(offset = record.offset, %error, "write model skips an undecodable event")
+                        tracing::warn!(offset = record.offset, %error, "write model skips an undecodable event");
+                        None
                     }
+                })
+                .collect();
+            let snapshot_due = {
+                let mut state = self.write();
+                // A hole in the log (see `LogPage`) has no records: only
+                // the offset moves.
+                for (offset, event) in &events {
+                    state.folded.apply(*offset, event);
                 }
+                state.folded.next_offset = page.next_offset;
+                state.events_since_snapshot += page.records.len() as u64;
+                state.events_since_snapshot >= SNAPSHOT_EVERY
+            };
+            folded += page.records.len() as u64;
+            if snapshot_due {
+                self.snapshot_due.notify_one();
             }
-            folded += records.len() as u64;
-            state.events_since_snapshot += records.len() as u64;
-            state.folded.next_offset = page.next_offset;
         }
-        state.problem = None;
-        if state.events_since_snapshot >= SNAPSHOT_EVERY {
-            state.events_since_snapshot = 0;
-            let folded = state.folded.clone();
-            drop(state);
-            if let Err(error) = self.save_snapshot(folded).await {
-                tracing::warn!(%error, "could not save a write model snapshot");
-            }
+        if self.read().problem.is_some() {
+            self.write().problem = None;
         }
         Ok(folded)
     }
 
     /// A copy of one incident as currently folded.
-    pub async fn incident(&self, id: Uuid) -> Option<Incident> {
-        self.state.lock().await.folded.fold.get(id).cloned()
+    pub fn incident(&self, id: Uuid) -> Option<Incident> {
+        self.read().folded.fold.get(id).cloned()
     }
 
     /// The offset of the incident's latest accepted event.
-    pub async fn last_offset_of(&self, id: Uuid) -> Option<u64> {
-        self.state
-            .lock()
-            .await
-            .folded
-            .last_offsets
-            .get(&id)
-            .copied()
+    pub fn last_offset_of(&self, id: Uuid) -> Option<u64> {
+        self.read().folded.last_offsets.get(&id).copied()
     }
 
-    pub async fn was_accepted(&self, incident: Uuid, version: u64, event_id: Uuid) -> bool {
-        self.state
-            .lock()
-            .await
+    pub fn was_accepted(&self, incident: Uuid, version: u64, event_id: Uuid) -> bool {
+        self.read()
             .folded
             .fold
             .was_accepted(incident, version, event_id)
@@ -390,10 +462,8 @@ impl WriteModel {
 
     /// Where the accepted copy of `event_id` is, if the version rule has
     /// accepted one (among the recent events this model remembers).
-    pub async fn accepted_offset(&self, event_id: Uuid) -> Option<u64> {
-        self.state
-            .lock()
-            .await
+    pub fn accepted_offset(&self, event_id: Uuid) -> Option<u64> {
+        self.read()
             .folded
             .accepted_offsets
             .by_event
@@ -401,51 +471,64 @@ impl WriteModel {
             .copied()
     }
 
-    /// Whether the message at `offset` is the accepted copy of the event
-    /// that claims `version` of `incident` — not a lost race, and not a
-    /// second copy of an accepted event.
-    pub async fn is_accepted_copy(
-        &self,
-        incident: Uuid,
-        version: u64,
-        event_id: Uuid,
-        offset: u64,
-    ) -> bool {
-        let state = self.state.lock().await;
-        state.folded.fold.was_accepted(incident, version, event_id)
-            && state
-                .folded
-                .accepted_offsets
-                .by_event
-                .get(&event_id)
-                // Beyond what is remembered: the fold's word alone.
-                .is_none_or(|accepted| *accepted == offset)
+    /// For each record's event, whether the message at its offset is the
+    /// accepted copy of the event — not a lost race, and not a second copy
+    /// of an accepted event. One look at the fold for a whole batch (the
+    /// gateway asks this of every page it sends); records beyond what has
+    /// been folded are not accepted *yet*, so callers catch up first.
+    pub fn accepted_copies(&self, events: &[EventAt]) -> Vec<bool> {
+        let state = self.read();
+        events
+            .iter()
+            .map(|at| {
+                state
+                    .folded
+                    .fold
+                    .was_accepted(at.incident, at.version, at.event_id)
+                    && state
+                        .folded
+                        .accepted_offsets
+                        .by_event
+                        .get(&at.event_id)
+                        // Beyond what is remembered: the fold's word alone.
+                        .is_none_or(|accepted| *accepted == at.offset)
+            })
+            .collect()
+    }
+
+    /// For each id, whether it is an incident (a deleted one included) as
+    /// far as the fold has read: one look for the whole list.
+    pub fn known_incidents(&self, ids: &[Uuid]) -> Vec<bool> {
+        let state = self.read();
+        ids.iter()
+            .map(|id| state.folded.fold.get(*id).is_some())
+            .collect()
+    }
+
+    /// The next offset the fold will read: everything before it is folded.
+    pub fn next_offset(&self) -> u64 {
+        self.read().folded.next_offset
     }
 
     /// What became of the keyed command `(user, key)` with this request's
     /// `fingerprint`, as far as the events folded so far tell.
-    pub async fn lookup_key(
+    pub fn lookup_key(
         &self,
         user: Uuid,
         key: &str,
         fingerprint: &str,
         now: DateTime<Utc>,
     ) -> KeyLookup {
-        self.state
-            .lock()
-            .await
-            .folded
-            .keys
-            .lookup(user, key, fingerprint, now)
+        self.read().folded.keys.lookup(user, key, fingerprint, now)
     }
 
     /// A copy of the whole fold (tests compare it with other readers').
-    pub async fn fold(&self) -> IncidentFold {
-        self.state.lock().await.folded.fold.clone()
+    pub fn fold(&self) -> IncidentFold {
+        self.read().folded.fold.clone()
     }
 
-    pub async fn health(&self) -> WriteModelHealth {
-        let state = self.state.lock().await;
+    pub fn health(&self) -> WriteModelHealth {
+        let state = self.read();
         WriteModelHealth {
             next_offset: state.folded.next_offset,
             problem: state.problem.clone(),
@@ -453,12 +536,17 @@ impl WriteModel {
     }
 
     /// Keeps the model current with events appended by other instances,
-    /// until `shutdown`; then saves a snapshot.
+    /// and takes a snapshot whenever one is due, until `shutdown`; then
+    /// saves a last snapshot.
     pub async fn follow_log(&self, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
-            let known = self.state.lock().await.folded.next_offset;
+            let known = self.next_offset();
             let end = tokio::select! {
                 _ = shutdown.cancelled() => break,
+                () = self.snapshot_due.notified() => {
+                    self.snapshot_in_background_of_commands().await;
+                    continue;
+                }
                 end = self.log.wait_for_new_events(Topic::IncidentEvents, known, Duration::from_secs(30)) => end,
             };
             if let Err(error) = self.catch_up_to(end).await {
@@ -480,17 +568,24 @@ impl WriteModel {
                 }
             }
         }
-        let folded = self.state.lock().await.folded.clone();
-        if folded.next_offset > 0
-            && let Err(error) = self.save_snapshot(folded).await
+        if self.next_offset() > 0
+            && let Err(error) = self.take_snapshot().await
         {
             tracing::warn!(%error, "could not save the write model snapshot at shutdown");
         }
     }
 
-    /// Saves the current state as the snapshot now.
+    async fn snapshot_in_background_of_commands(&self) {
+        self.write().events_since_snapshot = 0;
+        if let Err(error) = self.take_snapshot().await {
+            tracing::warn!(%error, "could not save a write model snapshot");
+        }
+    }
+
+    /// Saves the current state as the snapshot now. The copy is taken under
+    /// the lock; serializing and saving it happen outside.
     pub async fn take_snapshot(&self) -> anyhow::Result<()> {
-        let folded = self.state.lock().await.folded.clone();
+        let folded = self.read().folded.clone();
         self.save_snapshot(folded).await
     }
 
@@ -500,7 +595,9 @@ impl WriteModel {
             log_id: self.log.log_id().await?,
             folded,
         };
-        let state = serde_json::to_value(&snapshot)?;
+        // Serializing a large fold takes a while: not on a runtime thread
+        // that commands are waiting for.
+        let state = tokio::task::spawn_blocking(move || serde_json::to_value(&snapshot)).await??;
         sqlx::query(
             "INSERT INTO write_model_snapshots (name, format, next_offset, state) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO UPDATE SET format = EXCLUDED.format, next_offset = EXCLUDED.next_offset,

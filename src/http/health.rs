@@ -128,7 +128,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport
             Availability::Down
         }
     };
-    let write_model = state.write_model.health().await;
+    let write_model = state.write_model.health();
     let projection_problems: BTreeMap<String, String> = match projections_answer {
         Ok(Ok(statuses)) => statuses
             .into_iter()

@@ -1,7 +1,8 @@
 //! `GET /metrics` in the Prometheus text format: projector offsets and lag
 //! (in events, and the age of the oldest unapplied event), dead letters,
 //! outbox backlog, HTTP request counts and latency histograms, password
-//! hashing load and throttled attempts.
+//! hashing load and throttled attempts, group commit's appends and the
+//! commands waiting for their incident.
 //!
 //! Served on a listener of its own (`--metrics-address`, loopback by
 //! default), not on the public port: metrics tell an outsider too much
@@ -122,6 +123,27 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
             );
         }
     }
+    let group_commit = state.commands.group_commit_stats();
+    let _ = writeln!(
+        out,
+        "# HELP marauders_group_commit_appends_total Appends of incident events made by group commit.\n# TYPE marauders_group_commit_appends_total counter\nmarauders_group_commit_appends_total {}",
+        group_commit.appends
+    );
+    let _ = writeln!(
+        out,
+        "# HELP marauders_group_commit_events_total Incident events those appends carried (their ratio is the mean batch).\n# TYPE marauders_group_commit_events_total counter\nmarauders_group_commit_events_total {}",
+        group_commit.events
+    );
+    let _ = writeln!(
+        out,
+        "# HELP marauders_group_commit_queued Incident events decided and waiting for the next append.\n# TYPE marauders_group_commit_queued gauge\nmarauders_group_commit_queued {}",
+        group_commit.queued
+    );
+    let _ = writeln!(
+        out,
+        "# HELP marauders_commands_waiting_for_incident Commands waiting for the previous command on their incident to be confirmed.\n# TYPE marauders_commands_waiting_for_incident gauge\nmarauders_commands_waiting_for_incident {}",
+        state.commands.waiting_for_incident()
+    );
     let statuses = state
         .projections
         .status()

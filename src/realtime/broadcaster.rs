@@ -28,6 +28,7 @@ use super::wire::{
     Audience, LIVE_ROOM, Outgoing, ReplayComplete, ReplayIncomplete, incident_room, user_room,
 };
 use crate::commands::WriteModel;
+use crate::commands::write_model::EventAt;
 use crate::events::{Event, EventPayload};
 use crate::incident::incident_and_version;
 use crate::log::{EventLog, LogError, LogRecord, Topic};
@@ -114,10 +115,7 @@ impl Broadcaster {
         let next_offset = page.next_offset;
         self.write_model.catch_up_to(next_offset).await?;
         let mut events = 0;
-        for record in &page.records {
-            let Some((event, outgoing)) = self.accepted(record).await else {
-                continue;
-            };
+        for (offset, event, outgoing) in self.accepted(&page.records) {
             let recipients = match outgoing.audience {
                 Audience::Everyone => self.io.to(LIVE_ROOM).sockets(),
                 Audience::IncidentRoom(id) => self.io.to(incident_room(id)).sockets(),
@@ -133,7 +131,7 @@ impl Broadcaster {
             ) {
                 // The pusher outlives the broadcaster only during shutdown,
                 // when a lost notification push is harmless (it is stored).
-                let _ = self.notifications.send((record.offset, event.event_id));
+                let _ = self.notifications.send((offset, event.event_id));
             }
             events += 1;
         }
@@ -284,14 +282,12 @@ impl Broadcaster {
             }
             // Past a hole the page starts later than `from`: those offsets
             // never held an event, so there is nothing to miss.
-            for record in page
+            let within: Vec<LogRecord> = page
                 .records
-                .iter()
+                .into_iter()
                 .take_while(|record| record.offset < target)
-            {
-                let Some((_, outgoing)) = self.accepted(record).await else {
-                    continue;
-                };
+                .collect();
+            for (_, _, outgoing) in self.accepted(&within) {
                 if session.may_see(outgoing.audience) {
                     match pace {
                         Pace::WaitForSlowClient => {
@@ -322,28 +318,43 @@ impl Broadcaster {
         }
     }
 
-    /// The event and what to send for it, if browsers receive it and it won
-    /// its version.
-    async fn accepted(&self, record: &LogRecord) -> Option<(Event, Outgoing)> {
-        let event = match Event::decode(&record.payload) {
-            Ok(event) => event,
-            Err(error) => {
-                tracing::warn!(offset = record.offset, %error, "broadcaster skips an undecodable event");
-                return None;
-            }
-        };
-        let (incident, version) = incident_and_version(&event.payload)?;
+    /// Of `records`, the events browsers receive that won their version,
+    /// with what to send for each, in log order: one look at the write
+    /// model for the whole page, which it must have folded already.
+    fn accepted(&self, records: &[LogRecord]) -> Vec<(u64, Event, Outgoing)> {
+        let decoded: Vec<(EventAt, Event)> = records
+            .iter()
+            .filter_map(|record| {
+                let event = match Event::decode(&record.payload) {
+                    Ok(event) => event,
+                    Err(error) => {
+                        tracing::warn!(offset = record.offset, %error, "broadcaster skips an undecodable event");
+                        return None;
+                    }
+                };
+                let (incident, version) = incident_and_version(&event.payload)?;
+                let at = EventAt {
+                    incident,
+                    version,
+                    event_id: event.event_id,
+                    offset: record.offset,
+                };
+                Some((at, event))
+            })
+            .collect();
+        let asked: Vec<EventAt> = decoded.iter().map(|(at, _)| *at).collect();
         // Only the copy the version rule accepted: not a lost race, and not
         // a re-sent copy of an accepted event.
-        if !self
-            .write_model
-            .is_accepted_copy(incident, version, event.event_id, record.offset)
-            .await
-        {
-            return None;
-        }
-        let outgoing = Outgoing::of(record.offset, &event)?;
-        Some((event, outgoing))
+        let accepted = self.write_model.accepted_copies(&asked);
+        decoded
+            .into_iter()
+            .zip(accepted)
+            .filter(|(_, accepted)| *accepted)
+            .filter_map(|((at, event), _)| {
+                let outgoing = Outgoing::of(at.offset, &event)?;
+                Some((at.offset, event, outgoing))
+            })
+            .collect()
     }
 }
 

@@ -321,34 +321,25 @@ impl Gateway {
     /// The incident as the write model knows it, catching up with the log
     /// first when it does not know it yet.
     async fn incident_caught_up(&self, id: Uuid) -> Result<Option<Incident>, LogUnreadable> {
-        if let Some(incident) = self.write_model.incident(id).await {
+        if let Some(incident) = self.write_model.incident(id) {
             return Ok(Some(incident));
         }
         self.catch_up_with_log().await?;
-        Ok(self.write_model.incident(id).await)
+        Ok(self.write_model.incident(id))
     }
 
     /// Those of `ids` that are incidents (deleted ones included), catching
     /// up with the log once if any of them is unknown here.
     async fn known_incidents(&self, ids: Vec<Uuid>) -> Result<Vec<Uuid>, LogUnreadable> {
-        let mut known = Vec::with_capacity(ids.len());
-        let mut unknown = Vec::new();
-        for id in ids {
-            if self.write_model.incident(id).await.is_some() {
-                known.push(id);
-            } else {
-                unknown.push(id);
-            }
-        }
-        if !unknown.is_empty() {
+        if self.write_model.known_incidents(&ids).contains(&false) {
             self.catch_up_with_log().await?;
-            for id in unknown {
-                if self.write_model.incident(id).await.is_some() {
-                    known.push(id);
-                }
-            }
         }
-        Ok(known)
+        let known = self.write_model.known_incidents(&ids);
+        Ok(ids
+            .into_iter()
+            .zip(known)
+            .filter_map(|(id, known)| known.then_some(id))
+            .collect())
     }
 }
 

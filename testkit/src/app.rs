@@ -15,6 +15,7 @@ use marauders_map::domain::{Role, Severity};
 use marauders_map::events::Event;
 use marauders_map::http::deadline::Deadlines;
 use marauders_map::identity::tokens::{AccessClaims, JwtKeys};
+use marauders_map::incident::IncidentFold;
 use marauders_map::log::breaker::BreakerSettings;
 use marauders_map::log::{EventLog, LogConfig, LogRecord, MAX_READ_LIMIT, Topic};
 use reqwest::Method;
@@ -430,6 +431,17 @@ impl TestApp {
             log_location: self.log_location,
             drained_in: started.elapsed(),
         }
+    }
+
+    /// Asserts that this instance's write model, caught up with the log,
+    /// folds to `truth` (the fold of the whole log, say).
+    pub async fn assert_write_model_agrees(&self, truth: &IncidentFold, instance: &str) {
+        self.write_model.sync().await.expect("the write model catches up");
+        assert_eq!(
+            &self.write_model.fold(),
+            truth,
+            "{instance}'s write model agrees with the log"
+        );
     }
 
     /// The Iggy stream this app's log is on (`None` on the embedded log).

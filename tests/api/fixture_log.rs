@@ -174,7 +174,7 @@ async fn observed_state(app: &TestApp) -> Value {
         .sync()
         .await
         .expect("the write model catches up");
-    let fold = app.write_model.fold().await;
+    let fold = app.write_model.fold();
     let mut incidents: Vec<_> = fold.incidents().cloned().collect();
     incidents.sort_by_key(|incident| incident.id);
     let mut accepted: BTreeMap<String, Vec<String>> = BTreeMap::new();

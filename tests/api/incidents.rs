@@ -680,7 +680,7 @@ async fn of_two_racing_resolves_in_one_instance_exactly_one_wins() {
             [200, 409]
         );
     }
-    assert_eq!(app.write_model.fold().await, fold_of_the_log(&app).await);
+    assert_eq!(app.write_model.fold(), fold_of_the_log(&app).await);
     app.stop().await;
 }
 
@@ -746,19 +746,9 @@ async fn after_races_on_two_instances_both_write_models_agree_with_the_log() {
     }
 
     first.write_model.sync().await.unwrap();
-    second.write_model.sync().await.unwrap();
-
     let truth = fold_of_the_log(&first).await;
-    assert_eq!(
-        first.write_model.fold().await,
-        truth,
-        "instance 1 agrees with the log"
-    );
-    assert_eq!(
-        second.write_model.fold().await,
-        truth,
-        "instance 2 agrees with the log"
-    );
+    first.assert_write_model_agrees(&truth, "instance 1").await;
+    second.assert_write_model_agrees(&truth, "instance 2").await;
     second.stop().await;
     first.stop().await;
 }

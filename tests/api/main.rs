@@ -11,6 +11,7 @@
 mod auth_limits;
 mod fixture_log;
 mod frozen_dependencies;
+mod group_commit;
 mod http_edge;
 mod idempotency;
 mod identity;

@@ -300,7 +300,7 @@ async fn the_read_model_and_the_write_side_agree_after_racing_commands() {
         .await
         .assert_status(200);
     first.write_model.sync().await.unwrap();
-    let fold: IncidentFold = first.write_model.fold().await;
+    let fold: IncidentFold = first.write_model.fold();
 
     assert_eq!(page.items().len(), fold.len());
     for item in page.items() {

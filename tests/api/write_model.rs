@@ -29,7 +29,7 @@ async fn stopped_after_ten_events() -> (StoppedApp, IncidentFold) {
     let app = TestApp::spawn().await;
     let filch = app.user(Role::Prefect).await;
     report_and_resolve(&app, &filch, 5).await;
-    let before = app.write_model.fold().await;
+    let before = app.write_model.fold();
     (app.stop().await, before)
 }
 
@@ -46,7 +46,7 @@ async fn a_restart_resumes_from_the_snapshot_and_reaches_the_same_state() {
         report.events_replayed, 0,
         "nothing after the snapshot to replay"
     );
-    assert_eq!(with_snapshot.fold().await, before);
+    assert_eq!(with_snapshot.fold(), before);
     log.shutdown().await;
 }
 
@@ -60,7 +60,7 @@ async fn a_rebuild_from_scratch_reaches_the_same_state_as_the_snapshot() {
 
     assert_eq!((report.snapshot_offset, report.events_replayed), (None, 10));
     assert_eq!(
-        from_scratch.fold().await,
+        from_scratch.fold(),
         before,
         "the snapshot is only a shortcut"
     );
@@ -120,10 +120,7 @@ async fn with_iggy_two_instances_racing_agree_on_one_winner() {
     }
     first.write_model.sync().await.unwrap();
     second.write_model.sync().await.unwrap();
-    assert_eq!(
-        first.write_model.fold().await,
-        second.write_model.fold().await
-    );
+    assert_eq!(first.write_model.fold(), second.write_model.fold());
     second.stop().await;
     first.stop().await;
 }
