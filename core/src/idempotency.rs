@@ -19,6 +19,8 @@ use std::fmt;
 
 use uuid::Uuid;
 
+use crate::incident::Claim;
+
 /// The longest key accepted, after unquoting.
 pub const MAX_KEY_LENGTH: usize = 255;
 
@@ -111,13 +113,17 @@ pub fn derived_comment_id(user: Uuid, key: &IdempotencyKey) -> Uuid {
 }
 
 /// The id of the event a keyed command appends when decided on `incident`
-/// at `version` (the version the event claims). The incident is part of the
-/// name so that one key reused on two incidents can never yield one event id
-/// for two different events.
-pub fn derived_event_id(user: Uuid, key: &IdempotencyKey, incident: Uuid, version: u64) -> Uuid {
+/// with `claim` (the version the event claims, or none for a commuting
+/// comment). The incident is part of the name so that one key reused on two
+/// incidents can never yield one event id for two different events.
+pub fn derived_event_id(user: Uuid, key: &IdempotencyKey, incident: Uuid, claim: Claim) -> Uuid {
     let mut name = name_of(user, key);
     name.extend_from_slice(incident.as_bytes());
-    name.extend_from_slice(&version.to_be_bytes());
+    // A commuting comment's name is shorter than any versioned event's: the
+    // two can never share an id.
+    if let Claim::Version(version) = claim {
+        name.extend_from_slice(&version.to_be_bytes());
+    }
     Uuid::new_v5(&EVENT_NAMESPACE, &name)
 }
 
@@ -176,12 +182,12 @@ mod tests {
         );
         let incident = derived_incident_id(harry, &key);
         assert_ne!(
-            derived_event_id(harry, &key, incident, 1),
-            derived_event_id(harry, &key, incident, 2)
+            derived_event_id(harry, &key, incident, Claim::Version(1)),
+            derived_event_id(harry, &key, incident, Claim::Version(2))
         );
         assert_ne!(
-            derived_event_id(harry, &key, incident, 2),
-            derived_event_id(harry, &key, Uuid::from_u128(9), 2)
+            derived_event_id(harry, &key, incident, Claim::Version(2)),
+            derived_event_id(harry, &key, Uuid::from_u128(9), Claim::Version(2))
         );
         assert_eq!(derived_incident_id(harry, &key).get_version_num(), 5);
     }

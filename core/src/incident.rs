@@ -9,7 +9,7 @@
 //!
 //! Nothing here does I/O or reads a clock: `now` comes in as an argument.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -465,29 +465,63 @@ fn decide_on_existing(
             })))
         }
         IncidentCommand::AddComment { comment_id, body } => {
+            // A comment commutes with every other comment: it claims no
+            // version, so two people commenting at once both succeed.
             Ok(Some(EventPayload::CommentAdded(CommentAdded {
                 id: comment_id,
                 incident_id: incident.id,
                 author_id: actor.user_id,
                 body: body.0,
                 created_at: now,
-                version,
+                version: None,
             })))
         }
     }
 }
 
-/// The incident an incident event is about, and the version it claims;
-/// `None` for events of other topics.
-pub fn incident_and_version(payload: &EventPayload) -> Option<(Uuid, u64)> {
+/// What an incident event claims under the version rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Claim {
+    /// The incident's next version: accepted only when it is the current
+    /// version + 1, so of two racing state changes exactly one wins.
+    Version(u64),
+    /// A comment that commutes: it takes no version and is accepted while
+    /// its incident exists and is not deleted (once per event id: a copy of
+    /// an accepted comment is void). It neither conflicts with other
+    /// comments nor with state changes; only a delete folded before it
+    /// voids it.
+    Commutes,
+}
+
+/// The incident an incident event is about, and what it claims; `None`
+/// for events of other topics.
+pub fn incident_and_claim(payload: &EventPayload) -> Option<(Uuid, Claim)> {
+    let versioned = |id, version| Some((id, Claim::Version(version)));
     match payload {
-        EventPayload::IncidentCreated(e) => Some((e.id, e.version)),
-        EventPayload::IncidentUpdated(e) => Some((e.id, e.version)),
-        EventPayload::IncidentResolved(e) => Some((e.id, e.version)),
-        EventPayload::IncidentDeleted(e) => Some((e.id, e.version)),
-        EventPayload::CommentAdded(e) => Some((e.incident_id, e.version)),
-        EventPayload::SeverityEscalated(e) => Some((e.incident_id, e.version)),
+        EventPayload::IncidentCreated(e) => versioned(e.id, e.version),
+        EventPayload::IncidentUpdated(e) => versioned(e.id, e.version),
+        EventPayload::IncidentResolved(e) => versioned(e.id, e.version),
+        EventPayload::IncidentDeleted(e) => versioned(e.id, e.version),
+        EventPayload::CommentAdded(e) => Some((
+            e.incident_id,
+            e.version.map_or(Claim::Commutes, Claim::Version),
+        )),
+        EventPayload::SeverityEscalated(e) => versioned(e.incident_id, e.version),
         _ => None,
+    }
+}
+
+/// The incident an incident event is about; `None` for other topics.
+pub fn incident_of(payload: &EventPayload) -> Option<Uuid> {
+    incident_and_claim(payload).map(|(id, _)| id)
+}
+
+/// The incident and the version an event claims, for events that claim
+/// one (every incident event but a commuting comment).
+pub fn incident_and_version(payload: &EventPayload) -> Option<(Uuid, u64)> {
+    match incident_and_claim(payload)? {
+        (id, Claim::Version(version)) => Some((id, version)),
+        (_, Claim::Commutes) => None,
     }
 }
 
@@ -566,7 +600,9 @@ pub fn evolve(
 pub enum FoldOutcome {
     /// The event's version was the incident's current version + 1.
     Applied,
-    /// A lost race (or a duplicate, or a replay): its version was not next.
+    /// A lost race (or a duplicate, or a replay): its version was not next,
+    /// or a commuting comment found its incident deleted or itself already
+    /// accepted.
     Voided,
     /// Not an incident event.
     NotAnIncidentEvent,
@@ -579,13 +615,29 @@ pub struct IncidentFold {
     /// The event that produced each version of each incident, so a command
     /// handler can tell whether its event was the one accepted.
     accepted: HashMap<Uuid, Vec<Uuid>>,
+    /// The accepted commuting comments of each incident, by event id: a
+    /// copy of one is void.
+    #[serde(default)]
+    comments: HashMap<Uuid, HashSet<Uuid>>,
 }
 
 impl IncidentFold {
-    /// Applies `event` if its version is the next one for its incident.
+    /// Applies `event` if the version rule accepts it: a version that is
+    /// the next one for its incident, or a commuting comment on an incident
+    /// that exists and is not deleted (see [`Claim`]).
     pub fn apply(&mut self, event: &Event) -> FoldOutcome {
-        let Some((id, version)) = incident_and_version(&event.payload) else {
+        let Some((id, claim)) = incident_and_claim(&event.payload) else {
             return FoldOutcome::NotAnIncidentEvent;
+        };
+        let Claim::Version(version) = claim else {
+            let open = self
+                .incidents
+                .get(&id)
+                .is_some_and(|incident| !incident.deleted);
+            if !open || !self.comments.entry(id).or_default().insert(event.event_id) {
+                return FoldOutcome::Voided;
+            }
+            return FoldOutcome::Applied;
         };
         let current = self.incidents.get(&id);
         let current_version = current.map_or(0, |incident| incident.version);
@@ -603,6 +655,17 @@ impl IncidentFold {
 
     pub fn get(&self, id: Uuid) -> Option<&Incident> {
         self.incidents.get(&id)
+    }
+
+    /// Whether `event_id` is the event accepted for `claim` of `incident`.
+    pub fn was_accepted_as(&self, incident: Uuid, claim: Claim, event_id: Uuid) -> bool {
+        match claim {
+            Claim::Version(version) => self.was_accepted(incident, version, event_id),
+            Claim::Commutes => self
+                .comments
+                .get(&incident)
+                .is_some_and(|comments| comments.contains(&event_id)),
+        }
     }
 
     /// Whether `event_id` is the event accepted as `version` of `incident`.

@@ -43,7 +43,7 @@ use uuid::Uuid;
 use crate::events::{Event, EventPayload};
 use crate::incident::{
     Actor, Decision, FoldOutcome, Incident, IncidentCommand, IncidentFold, Rejection, decide,
-    incident_and_version,
+    incident_of,
 };
 
 /// When the command of [`Given::when`] is decided: the `now` its event
@@ -147,7 +147,7 @@ impl Given {
         let mut ids: Vec<Uuid> = self
             .history
             .iter()
-            .filter_map(|event| incident_and_version(&event.payload).map(|(id, _)| id))
+            .filter_map(|event| incident_of(&event.payload))
             .collect();
         ids.dedup();
         match ids.as_slice() {

@@ -11,8 +11,8 @@ use marauders_core::events::{
     IncidentUpdated, SeverityEscalated, UserLoggedIn,
 };
 use marauders_core::incident::{
-    Actor, CommentBody, Description, FoldOutcome, IncidentChanges, IncidentCommand, IncidentTitle,
-    Rejection, Resolution, decide,
+    Actor, Claim, CommentBody, Description, FoldOutcome, IncidentChanges, IncidentCommand,
+    IncidentTitle, Rejection, Resolution, decide,
 };
 use marauders_core::testing::{NOW, given, history_time};
 use uuid::Uuid;
@@ -136,16 +136,29 @@ fn troll_escalated(version: u64, from: Severity, to: Severity) -> EventPayload {
     .into()
 }
 
-fn troll_commented(n: u128, by: Actor, version: u64, body: &str) -> EventPayload {
+/// A comment as decided today: it commutes, claiming no version.
+fn troll_commented(n: u128, by: Actor, body: &str) -> EventPayload {
     CommentAdded {
         id: Uuid::from_u128(0x3000 + n),
         incident_id: TROLL,
         author_id: by.user_id,
         body: body.into(),
         created_at: NOW,
-        version,
+        version: None,
     }
     .into()
+}
+
+/// A comment as decided before comments commuted: it took a version.
+fn troll_commented_at_version(n: u128, by: Actor, version: u64, body: &str) -> EventPayload {
+    match troll_commented(n, by, body) {
+        EventPayload::CommentAdded(comment) => CommentAdded {
+            version: Some(version),
+            ..comment
+        }
+        .into(),
+        _ => unreachable!("troll_commented makes a comment"),
+    }
 }
 
 // ---- the commands -------------------------------------------------------------
@@ -698,7 +711,7 @@ fn anyone_may_comment_on_an_incident() {
     for who in [neville(), ron(), hermione(), mcgonagall()] {
         given([troll_reported(ron(), Severity::Medium)])
             .when(comment(1, "I saw it too"), who)
-            .then(troll_commented(1, who, 2, "I saw it too"));
+            .then(troll_commented(1, who, "I saw it too"));
     }
 }
 
@@ -709,26 +722,98 @@ fn a_resolved_incident_may_still_be_commented_on() {
         troll_resolved(ron(), 2),
     ])
     .when(comment(1, "Well done, Ron"), neville())
-    .then(troll_commented(1, neville(), 3, "Well done, Ron"));
+    .then(troll_commented(1, neville(), "Well done, Ron"));
     assert_eq!(incident.status, IncidentStatus::Resolved);
 }
 
 #[test]
-fn a_comment_increments_the_version_and_names_its_author() {
+fn a_comment_names_its_author_and_changes_nothing_of_the_incident_not_even_its_version() {
     let history = given([troll_reported(ron(), Severity::Medium)]);
     let before = history.incident(TROLL).clone();
     let after = history
         .when(comment(7, "  Smells terrible  "), neville())
-        .then(troll_commented(7, neville(), 2, "Smells terrible"));
-    assert_eq!(after.version, before.version + 1);
+        .then(troll_commented(7, neville(), "Smells terrible"));
+    assert_eq!(after, before, "a comment commutes: it claims no version");
+}
+
+#[test]
+fn a_comment_from_before_comments_commuted_still_takes_its_version() {
+    let history = given([
+        troll_reported(ron(), Severity::Medium),
+        troll_commented_at_version(1, neville(), 2, "First!"),
+        troll_commented_at_version(2, ron(), 2, "Also first"),
+    ]);
     assert_eq!(
-        marauders_core::incident::Incident {
-            version: before.version,
-            ..after
-        },
-        before,
-        "a comment changes nothing but the version"
+        history.outcomes(),
+        [
+            FoldOutcome::Applied,
+            FoldOutcome::Applied,
+            FoldOutcome::Voided
+        ],
+        "the old rule: the second comment at version 2 lost its race"
     );
+    assert_eq!(history.incident(TROLL).version, 2);
+}
+
+#[test]
+fn two_comments_decided_on_the_same_state_are_both_accepted() {
+    let history = given([
+        troll_reported(ron(), Severity::Medium),
+        troll_commented(1, neville(), "I saw it"),
+        troll_commented(2, hermione(), "So did I"),
+    ]);
+    assert_eq!(history.outcomes(), [FoldOutcome::Applied; 3]);
+    assert_eq!(history.incident(TROLL).version, 1);
+}
+
+#[test]
+fn a_comment_and_a_state_change_decided_on_the_same_state_both_apply() {
+    let history = given([
+        troll_reported(ron(), Severity::Medium),
+        troll_resolved(ron(), 2),
+        troll_commented(1, neville(), "Is it gone?"),
+    ]);
+    assert_eq!(history.outcomes(), [FoldOutcome::Applied; 3]);
+    assert_eq!(history.incident(TROLL).status, IncidentStatus::Resolved);
+}
+
+#[test]
+fn a_comment_folded_after_its_incident_was_deleted_is_voided() {
+    let history = given([
+        troll_reported(ron(), Severity::Medium),
+        troll_deleted(ron(), 2),
+        troll_commented(1, neville(), "Too late"),
+    ]);
+    assert_eq!(
+        history.outcomes(),
+        [
+            FoldOutcome::Applied,
+            FoldOutcome::Applied,
+            FoldOutcome::Voided
+        ]
+    );
+    let comment_on_nothing = given([troll_commented(1, neville(), "Where?")]);
+    assert_eq!(comment_on_nothing.outcomes(), [FoldOutcome::Voided]);
+}
+
+#[test]
+fn a_copy_of_an_accepted_comment_is_voided() {
+    let history = given([troll_reported(ron(), Severity::Medium)]);
+    let mut fold = history.fold().clone();
+    let comment = marauders_core::events::Event::at(
+        Uuid::from_u128(0xC0),
+        NOW,
+        troll_commented(1, neville(), "Once"),
+        None,
+    );
+    assert_eq!(fold.apply(&comment), FoldOutcome::Applied);
+    assert_eq!(
+        fold.apply(&comment),
+        FoldOutcome::Voided,
+        "the same event again"
+    );
+    assert!(fold.was_accepted_as(TROLL, Claim::Commutes, comment.event_id));
+    assert!(!fold.was_accepted_as(TROLL, Claim::Commutes, Uuid::from_u128(0xC1)));
 }
 
 #[test]
@@ -736,7 +821,7 @@ fn an_incident_created_updated_commented_escalated_and_resolved_ends_at_version_
     let history = given([
         troll_reported(hermione(), Severity::High),
         troll_updated(2, |u| u.assigned_to = Some(Some(snape().user_id))),
-        troll_commented(1, snape(), 3, "On my way"),
+        troll_commented_at_version(1, snape(), 3, "On my way"),
         troll_escalated(4, Severity::High, Severity::Critical),
     ]);
     assert_eq!(history.outcomes(), [FoldOutcome::Applied; 4]);
@@ -960,7 +1045,7 @@ fn racing_commands_decided_on_the_same_state_produce_one_winner() {
 fn an_event_applied_again_is_voided() {
     let first = [
         troll_reported(ron(), Severity::Medium),
-        troll_commented(1, neville(), 2, "First!"),
+        troll_commented_at_version(1, neville(), 2, "First!"),
     ];
     let history = given(first.iter().cloned().chain(first.iter().cloned()));
     assert_eq!(

@@ -9,7 +9,7 @@
 
 use marauders_core::domain::Severity;
 use marauders_core::events::{Event, EventPayload};
-use marauders_core::incident::incident_and_version;
+use marauders_core::incident::{Claim, incident_and_claim};
 use marauders_core::log::Topic;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -46,12 +46,16 @@ impl Projector for NotificationsProjector {
         _offset: u64,
         event: &Event,
     ) -> Result<(), sqlx::Error> {
-        let Some((incident_id, version)) = incident_and_version(&event.payload) else {
+        let Some((incident_id, claim)) = incident_and_claim(&event.payload) else {
             return Ok(());
         };
         // The version rule, as everywhere: only the event that won its
-        // version counts.
-        let accepted = if let EventPayload::IncidentCreated(created) = &event.payload {
+        // version counts, and a commuting comment counts while its incident
+        // is here (a deleted incident's row is gone; a copy of the comment
+        // notifies nobody twice, see `notify`).
+        let accepted = if let Claim::Version(version) = claim
+            && let EventPayload::IncidentCreated(created) = &event.payload
+        {
             version == 1
                 && sqlx::query(
                     "INSERT INTO notification_incidents (id, reported_by, title, version) VALUES ($1, $2, $3, 1)
@@ -64,7 +68,7 @@ impl Projector for NotificationsProjector {
                 .await?
                 .rows_affected()
                     == 1
-        } else {
+        } else if let Claim::Version(version) = claim {
             sqlx::query(
                 "UPDATE notification_incidents SET version = $2 WHERE id = $1 AND version = $2 - 1",
             )
@@ -74,8 +78,21 @@ impl Projector for NotificationsProjector {
             .await?
             .rows_affected()
                 == 1
+        } else {
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM notification_incidents WHERE id = $1)")
+                .bind(incident_id)
+                .fetch_one(&mut *tx)
+                .await?
         };
         if !accepted {
+            return Ok(());
+        }
+        if let EventPayload::IncidentDeleted(_) = &event.payload {
+            // Nothing about a deleted incident notifies anyone again.
+            sqlx::query("DELETE FROM notification_incidents WHERE id = $1")
+                .bind(incident_id)
+                .execute(&mut *tx)
+                .await?;
             return Ok(());
         }
         if let EventPayload::IncidentUpdated(update) = &event.payload

@@ -127,17 +127,24 @@ impl Projector for ReadModelProjector {
                 .await?;
             }
             EventPayload::CommentAdded(comment) => {
-                // The comment exists only if its event won its version.
+                // A comment with a version (written before comments
+                // commuted) exists only if it won its version; one without
+                // exists if its incident does and is not deleted. A copy of
+                // either finds its id taken.
                 sqlx::query(
-                    "WITH accepted AS (
+                    "WITH versioned AS (
                          UPDATE read_incidents SET version = $2 WHERE id = $1 AND version = $2 - 1 RETURNING id
+                     ), accepted AS (
+                         SELECT id FROM versioned
+                         UNION ALL
+                         SELECT id FROM read_incidents WHERE $2::bigint IS NULL AND id = $1 AND NOT deleted
                      )
                      INSERT INTO read_comments (id, incident_id, author_id, body, created_at, log_offset)
                      SELECT $3, id, $4, $5, $6, $7 FROM accepted
                      ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(comment.incident_id)
-                .bind(comment.version as i64)
+                .bind(comment.version.map(|version| version as i64))
                 .bind(comment.id)
                 .bind(comment.author_id)
                 .bind(&comment.body)

@@ -25,7 +25,7 @@ use super::write_model::{AcceptedCommand, KeyLookup};
 use crate::events::{Event, IdempotencyRecord};
 use crate::idempotency::{IdempotencyKey, derived_event_id};
 use crate::incident::{
-    Actor, Incident, IncidentCommand, Rejection, decide, evolve, incident_and_version,
+    Actor, Claim, Incident, IncidentCommand, Rejection, decide, evolve, incident_and_claim,
 };
 use crate::log::{EventLog, LogError};
 
@@ -181,10 +181,10 @@ impl CommandHandler {
             let offset = self.write_model.last_offset_of(request.incident_id);
             return Ok(CommandOutcome::Unchanged { incident, offset });
         };
-        let (incident_id, version) =
-            incident_and_version(&payload).expect("decide emits incident events");
+        let (incident_id, claim) =
+            incident_and_claim(&payload).expect("decide emits incident events");
         let event_id = match &request.key {
-            Some(key) => derived_event_id(request.actor.user_id, key, incident_id, version),
+            Some(key) => derived_event_id(request.actor.user_id, key, incident_id, claim),
             None => Uuid::now_v7(),
         };
         let mut event = Event::at(event_id, now, payload, Some(request.actor.user_id));
@@ -198,7 +198,7 @@ impl CommandHandler {
         let incident = evolve(current, &event.payload, event.timestamp)
             .expect("an accepted incident event leaves an incident");
         let offset = self
-            .append_until_confirmed(&event, incident_id, version, deadline)
+            .append_until_confirmed(&event, incident_id, claim, deadline)
             .await?;
         Ok(CommandOutcome::Applied(Box::new(AcceptedCommand {
             incident,
@@ -217,7 +217,7 @@ impl CommandHandler {
         &self,
         event: &Event,
         incident: Uuid,
-        version: u64,
+        claim: Claim,
         deadline: Instant,
     ) -> Result<u64, CommandError> {
         let message = event.to_log_message();
@@ -266,7 +266,7 @@ impl CommandHandler {
                             // Folded past our own copy: if it is not
                             // accepted, its version was taken.
                             Ok(_) => {
-                                return match self.confirmation(event, incident, version) {
+                                return match self.confirmation(event, incident, claim) {
                                     Confirmation::Accepted(offset) => Ok(offset),
                                     Confirmation::Lost | Confirmation::NotYet => {
                                         Err(CommandError::LostRace)
@@ -298,7 +298,7 @@ impl CommandHandler {
                 self.write_model.sync(),
             );
             match synced.await.flatten() {
-                Ok(()) => match self.confirmation(event, incident, version) {
+                Ok(()) => match self.confirmation(event, incident, claim) {
                     Confirmation::Accepted(offset) => return Ok(offset),
                     Confirmation::Lost => return Err(CommandError::LostRace),
                     Confirmation::NotYet if acknowledged => {
@@ -370,15 +370,20 @@ impl CommandHandler {
             })
     }
 
-    fn confirmation(&self, event: &Event, incident: Uuid, version: u64) -> Confirmation {
+    fn confirmation(&self, event: &Event, incident: Uuid, claim: Claim) -> Confirmation {
         if let Some(offset) = self.write_model.accepted_offset(event.event_id) {
             return Confirmation::Accepted(offset);
         }
-        let taken = self
+        // Whether it can never be accepted any more: its version is taken,
+        // or (a commuting comment) its incident was deleted before it.
+        let lost = self
             .write_model
             .incident(incident)
-            .is_some_and(|current| current.version >= version);
-        if taken {
+            .is_some_and(|current| match claim {
+                Claim::Version(version) => current.version >= version,
+                Claim::Commutes => current.deleted,
+            });
+        if lost {
             Confirmation::Lost
         } else {
             Confirmation::NotYet

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::events::Event;
-use crate::incident::{FoldOutcome, Incident, IncidentFold, incident_and_version};
+use crate::incident::{Claim, FoldOutcome, Incident, IncidentFold, incident_of};
 use crate::log::{EventLog, LogError, LogId, Topic};
 
 const SNAPSHOT_NAME: &str = "incidents";
@@ -234,7 +234,7 @@ impl Folded {
         if self.fold.apply(event) != FoldOutcome::Applied {
             return;
         }
-        let Some((id, _)) = incident_and_version(&event.payload) else {
+        let Some(id) = incident_of(&event.payload) else {
             return;
         };
         self.last_offsets.insert(id, offset);
@@ -261,7 +261,7 @@ impl Folded {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventAt {
     pub incident: Uuid,
-    pub version: u64,
+    pub claim: Claim,
     pub event_id: Uuid,
     pub offset: u64,
 }
@@ -453,11 +453,11 @@ impl WriteModel {
         self.read().folded.last_offsets.get(&id).copied()
     }
 
-    pub fn was_accepted(&self, incident: Uuid, version: u64, event_id: Uuid) -> bool {
+    pub fn was_accepted(&self, incident: Uuid, claim: Claim, event_id: Uuid) -> bool {
         self.read()
             .folded
             .fold
-            .was_accepted(incident, version, event_id)
+            .was_accepted_as(incident, claim, event_id)
     }
 
     /// Where the accepted copy of `event_id` is, if the version rule has
@@ -484,7 +484,7 @@ impl WriteModel {
                 state
                     .folded
                     .fold
-                    .was_accepted(at.incident, at.version, at.event_id)
+                    .was_accepted_as(at.incident, at.claim, at.event_id)
                     && state
                         .folded
                         .accepted_offsets

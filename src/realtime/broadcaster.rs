@@ -30,7 +30,7 @@ use super::wire::{
 use crate::commands::WriteModel;
 use crate::commands::write_model::EventAt;
 use crate::events::{Event, EventPayload};
-use crate::incident::incident_and_version;
+use crate::incident::incident_and_claim;
 use crate::log::{EventLog, LogError, LogRecord, Topic};
 
 /// Events read from the log per step (live) or per replay read.
@@ -332,10 +332,10 @@ impl Broadcaster {
                         return None;
                     }
                 };
-                let (incident, version) = incident_and_version(&event.payload)?;
+                let (incident, claim) = incident_and_claim(&event.payload)?;
                 let at = EventAt {
                     incident,
-                    version,
+                    claim,
                     event_id: event.event_id,
                     offset: record.offset,
                 };

@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::events::{Event, EventPayload};
-use crate::incident::incident_and_version;
+use crate::incident::incident_of;
 
 /// The most incident rooms a handshake may ask to rejoin.
 pub const MAX_HANDSHAKE_ROOMS: usize = 100;
@@ -103,7 +103,7 @@ pub const LIVE_ROOM: &str = "live";
 /// The Socket.IO event name and audience of an incident event, or `None`
 /// for events that are not sent to browsers.
 pub fn route(payload: &EventPayload) -> Option<(&'static str, Audience)> {
-    let (id, _) = incident_and_version(payload)?;
+    let id = incident_of(payload)?;
     Some(match payload {
         EventPayload::IncidentCreated(_) => ("incident:created", Audience::Everyone),
         EventPayload::IncidentUpdated(_) => ("incident:updated", Audience::IncidentRoom(id)),

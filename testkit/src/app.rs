@@ -436,7 +436,10 @@ impl TestApp {
     /// Asserts that this instance's write model, caught up with the log,
     /// folds to `truth` (the fold of the whole log, say).
     pub async fn assert_write_model_agrees(&self, truth: &IncidentFold, instance: &str) {
-        self.write_model.sync().await.expect("the write model catches up");
+        self.write_model
+            .sync()
+            .await
+            .expect("the write model catches up");
         assert_eq!(
             &self.write_model.fold(),
             truth,

@@ -4,7 +4,8 @@
 use chrono::Utc;
 use marauders_map::domain::{IncidentStatus, Location, Severity};
 use marauders_map::events::{
-    CommentAdded, Event, EventPayload, IncidentCreated, UserJoinedRoom, UserLoggedOut,
+    CommentAdded, Event, EventPayload, IncidentCreated, IncidentDeleted, UserJoinedRoom,
+    UserLoggedOut,
 };
 use uuid::Uuid;
 
@@ -33,7 +34,8 @@ pub fn incident_created(id: Uuid, reported_by: Uuid, title: &str) -> Event {
     )
 }
 
-/// A `comment.added` event claiming `version` of `incident`.
+/// A `comment.added` event claiming `version` of `incident`, as comments
+/// were before they commuted (the version rule still applies to these).
 pub fn comment_added(incident: Uuid, author: Uuid, version: u64, body: &str) -> Event {
     Event::new(
         EventPayload::CommentAdded(CommentAdded {
@@ -42,7 +44,29 @@ pub fn comment_added(incident: Uuid, author: Uuid, version: u64, body: &str) -> 
             author_id: author,
             body: body.to_owned(),
             created_at: Utc::now(),
+            version: Some(version),
+        }),
+        None,
+    )
+}
+
+/// A `comment.added` event as comments are decided today: it commutes,
+/// claiming no version.
+pub fn commuting_comment(incident: Uuid, author: Uuid, body: &str) -> Event {
+    let mut event = comment_added(incident, author, 0, body);
+    if let EventPayload::CommentAdded(comment) = &mut event.payload {
+        comment.version = None;
+    }
+    event
+}
+
+/// An `incident.deleted` event claiming `version` of `incident`.
+pub fn incident_deleted(incident: Uuid, deleted_by: Uuid, version: u64) -> Event {
+    Event::new(
+        EventPayload::IncidentDeleted(IncidentDeleted {
+            id: incident,
             version,
+            deleted_by,
         }),
         None,
     )

@@ -242,6 +242,19 @@ async fn a_restarted_service_still_recognises_a_key(backend: &TestBackend) {
     app.stop().await;
 }
 
+/// Appends the event at `offset` again, as a late original or a re-sent
+/// copy would land; returns it and the copy's offset.
+async fn append_a_copy_of_the_event_at(app: &TestApp, offset: u64) -> (Event, u64) {
+    let original = app.event_at(offset).await;
+    let offsets = app
+        .log()
+        .await
+        .append(Topic::IncidentEvents, &[original.to_log_message()])
+        .await
+        .unwrap();
+    (original, offsets[0])
+}
+
 async fn a_copy_of_an_accepted_event_on_the_log_changes_no_reader(backend: &TestBackend) {
     let app = TestApp::builder().on(backend).spawn().await;
     let hermione = app.user(Role::Prefect).await;
@@ -252,21 +265,28 @@ async fn a_copy_of_an_accepted_event_on_the_log_changes_no_reader(backend: &Test
         .assert_status(201);
     // The original of a command whose answer was lost lands late, after
     // its re-sent copy: the log holds the comment twice.
-    let original = app.event_at(commented.event_offset()).await;
-    let offsets = app
-        .log()
-        .await
-        .append(Topic::IncidentEvents, &[original.to_log_message()])
-        .await
-        .unwrap();
+    let (original, copied_at) = append_a_copy_of_the_event_at(&app, commented.event_offset()).await;
 
     let after = app
-        .comments(&hermione, troll.id, &format!("minOffset={}", offsets[0]))
+        .comments(&hermione, troll.id, &format!("minOffset={copied_at}"))
         .await
         .assert_status(200);
     assert_eq!(after.body["items"].as_array().unwrap().len(), 1);
+    app.write_model.sync().await.unwrap();
+    assert_eq!(
+        app.write_model.accepted_offset(original.event_id),
+        Some(commented.event_offset()),
+        "the write model voids the copy too"
+    );
+
+    // The same for an event that claims a version.
+    let raised = app
+        .change_severity(&hermione, troll.id, Severity::High)
+        .await
+        .assert_status(200);
+    let (_, copied_at) = append_a_copy_of_the_event_at(&app, raised.event_offset()).await;
     let incident = app
-        .get_incident_as_of(&hermione, troll.id, offsets[0])
+        .get_incident_as_of(&hermione, troll.id, copied_at)
         .await
         .assert_status(200);
     assert_eq!(incident.body["version"], 2);

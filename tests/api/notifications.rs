@@ -4,8 +4,10 @@
 
 use marauders_map::domain::{Role, Severity};
 use marauders_map::log::Topic;
-use marauders_projections::{NotificationsProjector, ProjectorRunner};
-use marauders_testkit::events::{comment_added, incident_created};
+use marauders_projections::{NotificationsProjector, ProjectorRunner, ReadModelProjector};
+use marauders_testkit::events::{
+    comment_added, commuting_comment, incident_created, incident_deleted,
+};
 use marauders_testkit::{
     ApiResponse, EVENTUALLY, ReportIncident, TestApp, TestBackend, TestUser, eventually,
 };
@@ -224,6 +226,67 @@ async fn a_comment_that_lost_its_race_notifies_nobody() {
         [winner],
         "only the comment that won version 2"
     );
+}
+
+#[tokio::test]
+async fn a_comment_counts_once_however_often_it_is_on_the_log_and_never_after_a_delete() {
+    let backend = TestBackend::postgres().await;
+    let TestBackend::Postgres(database) = &backend else {
+        unreachable!()
+    };
+    let log = backend.open_log().await;
+    let (reporter, kept, gone) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let first = commuting_comment(kept, Uuid::now_v7(), "first");
+    let second = commuting_comment(kept, Uuid::now_v7(), "second, at the same moment");
+    let too_late = commuting_comment(gone, Uuid::now_v7(), "decided before the delete");
+    let events = [
+        incident_created(kept, reporter, "Kept"),
+        incident_created(gone, reporter, "Gone"),
+        first.clone(),
+        second.clone(),
+        // A re-sent copy of the first comment.
+        first.clone(),
+        incident_deleted(gone, reporter, 2),
+        too_late,
+    ];
+    let messages: Vec<_> = events.iter().map(|event| event.to_log_message()).collect();
+    log.append(Topic::IncidentEvents, &messages).await.unwrap();
+    log.shutdown().await;
+
+    project_notifications(&backend).await;
+
+    let mut notified_for: Vec<Uuid> =
+        sqlx::query_scalar("SELECT event_id FROM notifications WHERE user_id = $1")
+            .bind(reporter)
+            .fetch_all(&database.pool)
+            .await
+            .unwrap();
+    notified_for.sort();
+    let mut expected = vec![first.event_id, second.event_id];
+    expected.sort();
+    assert_eq!(
+        notified_for, expected,
+        "both comments once each; none on the deleted incident"
+    );
+
+    // The read model agrees: the same two comments, nothing on the other.
+    let log = backend.open_log().await;
+    ProjectorRunner::new(ReadModelProjector, log.clone(), database.pool.clone())
+        .poll_once()
+        .await
+        .unwrap();
+    log.shutdown().await;
+    let mut comments: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM read_comments")
+        .fetch_all(&database.pool)
+        .await
+        .unwrap();
+    comments.sort();
+    let mut expected = [&first, &second].map(|event| match &event.payload {
+        marauders_map::events::EventPayload::CommentAdded(comment) => comment.id,
+        _ => unreachable!(),
+    });
+    expected.sort();
+    assert_eq!(comments, expected);
 }
 
 #[tokio::test]

@@ -169,12 +169,27 @@ describe('each event type', () => {
     expect(store.get(TROLL)?.severity).toBe('CRITICAL');
   });
 
-  it('comment.added counts for the version only', () => {
+  it('comment.added from before comments commuted counts for the version only', () => {
     const store = storeWithTroll(1);
 
     store.apply(event('comment.added', { id: 'comment-1', incidentId: TROLL, version: 2, body: 'On my way' }));
 
     expect(store.get(TROLL)).toEqual(troll(2));
+  });
+
+  it('a comment without a version commutes: applied, and the incident is unchanged', () => {
+    const store = storeWithTroll(1);
+
+    expect(store.apply(event('comment.added', { id: 'comment-1', incidentId: TROLL, body: 'On my way' }))).toBe('applied');
+    expect(store.apply(event('comment.added', { id: 'comment-2', incidentId: TROLL, body: 'Me too' }))).toBe('applied');
+
+    expect(store.get(TROLL)).toEqual(troll(1));
+  });
+
+  it('a comment on an incident the page does not know asks for a refetch', () => {
+    const store = storeWithTroll(1);
+
+    expect(store.apply(event('comment.added', { id: 'comment-1', incidentId: PEEVES, body: 'Who?' }))).toBe('refetch');
   });
 
   it('an event type the page does not know is already seen and changes nothing', () => {

@@ -70,8 +70,13 @@ export class IncidentStore {
     }
     if (this.deleted.has(id)) return 'already-seen';
     const current = this.incidents.get(id);
-    const version = Number(data.version);
     if (!current) return 'refetch';
+    if (event.eventType === 'comment.added' && data.version === undefined) {
+      // A comment commutes (docs/events.md): it claims no version and
+      // changes nothing on the incident. The gateway sends each event once.
+      return 'applied';
+    }
+    const version = Number(data.version);
     if (version <= current.version) return 'already-seen';
     if (version > current.version + 1) return 'refetch';
     const next: Incident = { ...current, version, updatedAt: event.timestamp };
@@ -91,7 +96,7 @@ export class IncidentStore {
         next.severity = data.newSeverity as Severity;
         break;
       case 'comment.added':
-        next.updatedAt = current.updatedAt; // a comment counts for the version only
+        next.updatedAt = current.updatedAt; // an old comment counts for the version only
         break;
       default:
         return 'already-seen'; // an event type this page does not know

@@ -203,8 +203,13 @@ pub struct CommentAdded {
     pub author_id: Uuid,
     pub body: String,
     pub created_at: DateTime<Utc>,
-    /// The incident's version after this comment.
-    pub version: u64,
+    /// The incident's version after this comment — in comments appended
+    /// before comments commuted. A comment without one takes no version:
+    /// it is accepted while its incident exists and is not deleted, so
+    /// comments made at the same moment never conflict (see
+    /// [`crate::incident::Claim`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
 /// `severity.escalated`: any severity change, up or down, with both values.
