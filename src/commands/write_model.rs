@@ -66,9 +66,12 @@ pub struct WriteModel {
 struct LogEndFlight {
     /// Numbers the callers in the order they arrived.
     arrivals: AtomicU64,
-    /// The last answer, and the last arrival it covers: a call made after
-    /// arrival `n` was numbered covers every caller up to `n`.
-    last: Mutex<Option<(u64, u64)>>,
+    /// The last answer (an end, or why there was none), and the last
+    /// arrival it covers: a call made after arrival `n` was numbered covers
+    /// every caller up to `n` — with its failure too, so callers queued
+    /// behind a call to a log that stopped answering fail with it instead
+    /// of each waiting for a call of their own.
+    last: Mutex<Option<(Result<u64, LogError>, u64)>>,
 }
 
 /// What a command that took effect answered, kept so that its retry gets
@@ -367,17 +370,17 @@ impl WriteModel {
     async fn log_end(&self) -> Result<u64, LogError> {
         let arrival = self.log_end.arrivals.fetch_add(1, Ordering::SeqCst) + 1;
         let mut last = self.log_end.last.lock().await;
-        if let Some((end, covers)) = *last
-            && covers >= arrival
+        if let Some((answer, covers)) = &*last
+            && *covers >= arrival
         {
-            return Ok(end);
+            return answer.clone();
         }
         // Everyone who arrived until now waits behind this lock, or already
         // had their answer: this one call is after all of them.
         let covers = self.log_end.arrivals.load(Ordering::SeqCst);
-        let end = self.log.log_end(Topic::IncidentEvents).await?;
-        *last = Some((end, covers));
-        Ok(end)
+        let answer = self.log.log_end(Topic::IncidentEvents).await;
+        *last = Some((answer.clone(), covers));
+        answer
     }
 
     /// Folds events until `next_offset` reaches `end`; returns how many

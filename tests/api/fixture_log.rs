@@ -19,14 +19,19 @@
 //! When a change to the envelope or the catalog breaks this test, the old
 //! events must be upcast when read (see ARCHITECTURE.md, "Events are
 //! forever"). Never edit the fixture to make it pass; a new shape gets a new
-//! fixture (`log-v2.jsonl`) beside this one.
+//! fixture beside this one.
+//!
+//! `log-v2.jsonl` is the second: comments that commute (they claim no
+//! version; docs/events.md) — two decided on the same state, one after a
+//! resolve, a re-sent copy, one folded after its incident's delete — and a
+//! state change that lost its race to the resolve.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use marauders_map::domain::Role;
 use marauders_map::events::Event;
-use marauders_map::incident::incident_and_version;
+use marauders_map::incident::{Claim, incident_and_claim, incident_and_version};
 use marauders_map::log::{EventLog, LogMessage, Topic};
 use marauders_map::realtime::presence::OnlineUsers;
 use marauders_projections::{
@@ -38,8 +43,33 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-const FIXTURE_LOG: &str = include_str!("../fixtures/log-v1.jsonl");
-const EXPECTED_STATE: &str = include_str!("../fixtures/log-v1.expected.json");
+/// A fixture log and what it must fold to.
+struct Fixture {
+    name: &'static str,
+    log: &'static str,
+    expected: &'static str,
+    /// The online list a new connection sees: the fixture's online users
+    /// and the connection itself (display name, role).
+    online: &'static [(&'static str, &'static str)],
+}
+
+const VERSION_1: Fixture = Fixture {
+    name: "log-v1",
+    log: include_str!("../fixtures/log-v1.jsonl"),
+    expected: include_str!("../fixtures/log-v1.expected.json"),
+    online: &[
+        ("Harry Potter", "STUDENT"),
+        ("Hermione Granger", "PREFECT"),
+        ("Minerva McGonagall", "PROFESSOR"),
+    ],
+};
+
+const VERSION_2: Fixture = Fixture {
+    name: "log-v2",
+    log: include_str!("../fixtures/log-v2.jsonl"),
+    expected: include_str!("../fixtures/log-v2.expected.json"),
+    online: &[("Minerva McGonagall", "PROFESSOR")],
+};
 
 /// One line of the fixture.
 #[derive(Deserialize)]
@@ -52,13 +82,14 @@ struct FixtureMessage {
     payload: String,
 }
 
-fn fixture_messages() -> Vec<FixtureMessage> {
-    FIXTURE_LOG
+fn fixture_messages(fixture: &Fixture) -> Vec<FixtureMessage> {
+    fixture
+        .log
         .lines()
         .enumerate()
         .map(|(n, line)| {
             serde_json::from_str(line)
-                .unwrap_or_else(|error| panic!("log-v1.jsonl line {}: {error}", n + 1))
+                .unwrap_or_else(|error| panic!("{}.jsonl line {}: {error}", fixture.name, n + 1))
         })
         .collect()
 }
@@ -123,9 +154,9 @@ async fn create_accounts(database: &TestDatabase) {
 
 /// Appends every fixture message verbatim, topic by topic, checking each
 /// lands at its offset (the log is fresh).
-async fn append_fixture(log: &EventLog) {
+async fn append_fixture(log: &EventLog, fixture: &Fixture) {
     let mut by_topic: BTreeMap<String, Vec<FixtureMessage>> = BTreeMap::new();
-    for message in fixture_messages() {
+    for message in fixture_messages(fixture) {
         by_topic
             .entry(message.topic.clone())
             .or_default()
@@ -178,6 +209,7 @@ async fn observed_state(app: &TestApp) -> Value {
     let mut incidents: Vec<_> = fold.incidents().cloned().collect();
     incidents.sort_by_key(|incident| incident.id);
     let mut accepted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut comments: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for record in app.records(Topic::IncidentEvents).await {
         let Ok(event) = Event::decode(&record.payload) else {
             continue;
@@ -190,10 +222,22 @@ async fn observed_state(app: &TestApp) -> Value {
                 versions.push(event.event_id.to_string());
             }
         }
+        if let Some((incident, Claim::Commutes)) = incident_and_claim(&event.payload)
+            && fold.was_accepted_as(incident, Claim::Commutes, event.event_id)
+        {
+            let accepted = comments.entry(incident.to_string()).or_default();
+            if !accepted.contains(&event.event_id.to_string()) {
+                accepted.push(event.event_id.to_string());
+            }
+        }
     }
     state.insert(
         "writeModel".into(),
-        json!({"incidents": incidents, "acceptedEventIds": accepted}),
+        json!({
+            "incidents": incidents,
+            "acceptedEventIds": accepted,
+            "acceptedCommentEventIds": comments,
+        }),
     );
 
     // The read model, through the queries.
@@ -313,9 +357,9 @@ fn differences(expected: &Value, actual: &Value, path: &str, found: &mut Vec<Str
 }
 
 /// The fixture through today's readers on `backend`.
-async fn the_fixture_log_folds_to_the_expected_state(backend: TestBackend) {
+async fn the_fixture_log_folds_to_the_expected_state(fixture: &Fixture, backend: TestBackend) {
     let log = backend.open_log().await;
-    append_fixture(&log).await;
+    append_fixture(&log, fixture).await;
     log.shutdown().await;
     let database = match &backend {
         TestBackend::Postgres(database) => database.connect_again().await,
@@ -336,7 +380,8 @@ async fn the_fixture_log_folds_to_the_expected_state(backend: TestBackend) {
 
     let observed = observed_state(&app).await;
 
-    let expected: Value = serde_json::from_str(EXPECTED_STATE).expect("the expected state is JSON");
+    let expected: Value =
+        serde_json::from_str(fixture.expected).expect("the expected state is JSON");
     for section in [
         "writeModel",
         "readModel",
@@ -347,17 +392,20 @@ async fn the_fixture_log_folds_to_the_expected_state(backend: TestBackend) {
     ] {
         assert!(
             expected.get(section).is_some(),
-            "log-v1.expected.json lacks {section}"
+            "{}.expected.json lacks {section}",
+            fixture.name
         );
     }
     let mut found = Vec::new();
     differences(&expected, &observed, "$", &mut found);
     if !found.is_empty() {
-        let written = std::env::temp_dir().join(format!("log-v1.observed-{}.json", Uuid::new_v4()));
+        let written =
+            std::env::temp_dir().join(format!("{}.observed-{}.json", fixture.name, Uuid::new_v4()));
         std::fs::write(&written, serde_json::to_string_pretty(&observed).unwrap()).unwrap();
         panic!(
-            "the fixture log no longer folds to log-v1.expected.json ({} differences; all it \
+            "the fixture log no longer folds to {}.expected.json ({} differences; all it \
              folds to now is in {}). Upcast the old events; never edit the fixture.\n{}",
+            fixture.name,
             found.len(),
             written.display(),
             found.join("\n")
@@ -368,7 +416,9 @@ async fn the_fixture_log_folds_to_the_expected_state(backend: TestBackend) {
     // from presence-events at start, names the fixture's online users.
     let (minerva_id, role) = account(MINERVA);
     let mut socket = app.socket(&app.act_as(minerva_id, role)).await;
-    let online = socket.online_users_when(|users| users.len() == 3).await;
+    let online = socket
+        .online_users_when(|users| users.len() == fixture.online.len())
+        .await;
     let mut names: Vec<(&str, &str)> = online
         .iter()
         .map(|user| {
@@ -380,13 +430,8 @@ async fn the_fixture_log_folds_to_the_expected_state(backend: TestBackend) {
         .collect();
     names.sort();
     assert_eq!(
-        names,
-        [
-            ("Harry Potter", "STUDENT"),
-            ("Hermione Granger", "PREFECT"),
-            ("Minerva McGonagall", "PROFESSOR")
-        ],
-        "the fixture's two online users, and the connection just opened"
+        names, fixture.online,
+        "the fixture's online users, and the connection just opened"
     );
     socket.close().await;
     app.stop().await;
@@ -394,13 +439,24 @@ async fn the_fixture_log_folds_to_the_expected_state(backend: TestBackend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fixture_log_folds_to_the_expected_state_on_the_embedded_log() {
-    the_fixture_log_folds_to_the_expected_state(TestBackend::postgres().await).await;
+    the_fixture_log_folds_to_the_expected_state(&VERSION_1, TestBackend::postgres().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs an Iggy server: put iggy-server on PATH or set IGGY_URL (scripts/test does this when it can)"]
 async fn the_fixture_log_folds_to_the_expected_state_on_iggy() {
-    the_fixture_log_folds_to_the_expected_state(TestBackend::iggy().await).await;
+    the_fixture_log_folds_to_the_expected_state(&VERSION_1, TestBackend::iggy().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_v2_fixture_log_of_commuting_comments_folds_to_its_state_on_the_embedded_log() {
+    the_fixture_log_folds_to_the_expected_state(&VERSION_2, TestBackend::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs an Iggy server: put iggy-server on PATH or set IGGY_URL (scripts/test does this when it can)"]
+async fn the_v2_fixture_log_of_commuting_comments_folds_to_its_state_on_iggy() {
+    the_fixture_log_folds_to_the_expected_state(&VERSION_2, TestBackend::iggy().await).await;
 }
 
 /// The fixture itself, read as plain JSON (no code of today's catalog): it
@@ -426,7 +482,7 @@ fn the_fixture_log_has_every_event_type_of_version_1_on_its_topic() {
         ("user.role_changed", "auth-events"),
     ];
     let mut seen = std::collections::BTreeSet::new();
-    for message in fixture_messages() {
+    for message in fixture_messages(&VERSION_1) {
         let envelope: Value = serde_json::from_str(&message.payload).expect("a JSON payload");
         let event_type = envelope["eventType"]
             .as_str()
