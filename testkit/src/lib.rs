@@ -30,12 +30,15 @@
 //!   directly.
 //! - [`wait`]: [`eventually`], for conditions reached asynchronously.
 //! - [`bench`]: the benches' result tables.
+//! - [`cpu`]: CPU time of processes (a service, PostgreSQL's), from
+//!   `/proc`, for the benches.
 //!
 //! `tests/README.md` says how to add a test.
 
 pub mod app;
 pub mod backend;
 pub mod bench;
+pub mod cpu;
 pub mod database;
 pub mod events;
 pub mod iggy;
