@@ -57,7 +57,7 @@ pub use backend::{LogLocation, TestBackend};
 pub use database::TestDatabase;
 pub use iggy::{
     IGGY_IGNORE_REASON, IGGY_PROCESS_IGNORE_REASON, IggyServer, free_port, fresh_stream_name,
-    iggy_available, service_user_url, with_credentials,
+    iggy_available, iggy_server_program, service_user_url, with_credentials,
 };
 pub use polling::PollingSocket;
 pub use proxy::FreezableProxy;
