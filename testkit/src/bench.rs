@@ -59,17 +59,76 @@ pub struct Figure {
 }
 
 pub fn print_figures(figures: &[Figure]) {
+    print_columns(
+        &[
+            ("backend", Align::Left),
+            ("measurement", Align::Left),
+            ("value", Align::Right),
+        ],
+        &figures
+            .iter()
+            .map(|figure| {
+                vec![
+                    figure.backend.to_owned(),
+                    figure.metric.clone(),
+                    figure.value.clone(),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    );
+}
+
+/// How a column of [`print_columns`] lines up: text left, numbers right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    Left,
+    Right,
+}
+
+/// A Markdown table of any shape, its columns padded to line up: one
+/// title and alignment per column, then the rows (as many cells each).
+pub fn print_columns(columns: &[(&str, Align)], rows: &[Vec<String>]) {
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(index, (title, _))| {
+            rows.iter()
+                .map(|row| row[index].chars().count())
+                .chain([title.chars().count(), 3])
+                .max()
+                .unwrap_or(3)
+        })
+        .collect();
+    let line = |cells: Vec<String>| println!("| {} |", cells.join(" | "));
+    let pad = |text: &str, width: usize, align: Align| match align {
+        Align::Left => format!("{text:<width$}"),
+        Align::Right => format!("{text:>width$}"),
+    };
     println!();
-    println!(
-        "| backend                  | measurement                                        |            value |"
+    line(
+        columns
+            .iter()
+            .zip(&widths)
+            .map(|((title, align), width)| pad(title, *width, *align))
+            .collect(),
     );
-    println!(
-        "|--------------------------|----------------------------------------------------|------------------|"
+    line(
+        columns
+            .iter()
+            .zip(&widths)
+            .map(|((_, align), width)| match align {
+                Align::Left => "-".repeat(*width),
+                Align::Right => format!("{}:", "-".repeat(width - 1)),
+            })
+            .collect(),
     );
-    for figure in figures {
-        println!(
-            "| {:<24} | {:<50} | {:>16} |",
-            figure.backend, figure.metric, figure.value
+    for row in rows {
+        assert_eq!(row.len(), columns.len(), "a row of {} cells", row.len());
+        line(
+            row.iter()
+                .zip(columns.iter().zip(&widths))
+                .map(|(cell, ((_, align), width))| pad(cell, *width, *align))
+                .collect(),
         );
     }
 }

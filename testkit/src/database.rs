@@ -46,6 +46,37 @@ impl TestDatabase {
         TestDatabase { name, url, pool }
     }
 
+    /// Creates an empty `mm_test_<uuid>`, not even migrated: for a service
+    /// binary of another version (the benches' baseline), which applies
+    /// the migrations it knows itself.
+    ///
+    /// # Panics
+    ///
+    /// As [`TestDatabase::fresh`].
+    pub async fn empty() -> TestDatabase {
+        let admin = admin_options();
+        let name = format!("mm_test_{}", Uuid::new_v4().simple());
+        execute_as_admin(&admin, &format!("CREATE DATABASE \"{name}\"")).await;
+        let url = admin.database(&name).to_url_lossy().to_string();
+        TestDatabase::connect(name, url).await
+    }
+
+    /// Closes this handle and drops the database, with whatever connections
+    /// others still hold on it (`WITH (FORCE)`). Tests leave theirs to
+    /// `scripts/test`; a bench that makes several cleans up after itself.
+    ///
+    /// # Panics
+    ///
+    /// When the database cannot be dropped.
+    pub async fn drop_database(self) {
+        self.pool.close().await;
+        execute_as_admin(
+            &admin_options(),
+            &format!("DROP DATABASE \"{}\" WITH (FORCE)", self.name),
+        )
+        .await;
+    }
+
     /// Another handle on the same database, as a second service instance (or
     /// a later process) would have.
     pub async fn connect_again(&self) -> TestDatabase {

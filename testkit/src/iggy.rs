@@ -25,13 +25,24 @@ pub const IGGY_IGNORE_REASON: &str = "needs an Iggy server: put iggy-server on P
 pub const IGGY_PROCESS_IGNORE_REASON: &str =
     "needs iggy-server on PATH (scripts/test runs it when it is)";
 
-/// Whether a server is available: `IGGY_URL` is set or `iggy-server` is on
-/// PATH. The benches measure Iggy only then.
+/// Whether a server is available: `IGGY_URL` is set or there is an
+/// `iggy-server` to start ([`iggy_server_program`]). The benches measure
+/// Iggy only then.
 pub fn iggy_available() -> bool {
-    shared_server_url().is_some()
-        || std::env::var_os("PATH").is_some_and(|path| {
-            std::env::split_paths(&path).any(|dir| dir.join("iggy-server").is_file())
-        })
+    shared_server_url().is_some() || iggy_server_program().is_some()
+}
+
+/// The `iggy-server` binary [`IggyServer::start`] runs: the one `IGGY_SERVER`
+/// names, else the first on PATH. `IGGY_SERVER` lets `cargo bench` or
+/// `cargo test` use a server without running the build with another PATH.
+pub fn iggy_server_program() -> Option<PathBuf> {
+    if let Some(program) = std::env::var_os("IGGY_SERVER").filter(|value| !value.is_empty()) {
+        return Some(PathBuf::from(program)).filter(|path| path.is_file());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("iggy-server"))
+        .find(|program| program.is_file())
 }
 
 fn shared_server_url() -> Option<String> {
@@ -130,6 +141,12 @@ impl IggyServer {
     /// The log's configuration for `stream` on this server.
     pub fn config(&self, stream: &str) -> IggyConfig {
         iggy_config(&self.url, stream)
+    }
+
+    /// The process id of the server this harness started (`None` for the
+    /// one at `IGGY_URL`), e.g. to read its CPU time.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(|process| process.child.id())
     }
 
     /// `kill -9`: no chance to flush anything.
@@ -287,7 +304,10 @@ fn spawn_iggy_server(data_dir: &Path, port: u16, fsync_every_append: bool) -> Ch
         .append(true)
         .open(data_dir.join("server.log"))
         .expect("open the Iggy server log");
-    let mut command = Command::new("iggy-server");
+    let program = iggy_server_program().expect(
+        "no iggy-server: IGGY_SERVER is unset and none is on PATH (these tests are #[ignore]d unless there is one, or IGGY_URL is set)",
+    );
+    let mut command = Command::new(program);
     command
         .current_dir(data_dir)
         .env("IGGY_ROOT_USERNAME", "iggy")
@@ -306,9 +326,7 @@ fn spawn_iggy_server(data_dir: &Path, port: u16, fsync_every_append: bool) -> Ch
             .env("IGGY_SYSTEM_PARTITION_MESSAGES_REQUIRED_TO_SAVE", "1")
             .env("IGGY_SYSTEM_PARTITION_ENFORCE_FSYNC", "true");
     }
-    command.spawn().expect(
-        "iggy-server is not on PATH (these tests are #[ignore]d unless it is, or IGGY_URL is set)",
-    )
+    command.spawn().expect("start iggy-server")
 }
 
 /// A port nothing listens on right now (also for "an unreachable server").

@@ -30,12 +30,15 @@
 //!   directly.
 //! - [`wait`]: [`eventually`], for conditions reached asynchronously.
 //! - [`bench`]: the benches' result tables.
+//! - [`cpu`]: CPU time of processes (a service, PostgreSQL's), from
+//!   `/proc`, for the benches.
 //!
 //! `tests/README.md` says how to add a test.
 
 pub mod app;
 pub mod backend;
 pub mod bench;
+pub mod cpu;
 pub mod database;
 pub mod events;
 pub mod iggy;
@@ -54,7 +57,7 @@ pub use backend::{LogLocation, TestBackend};
 pub use database::TestDatabase;
 pub use iggy::{
     IGGY_IGNORE_REASON, IGGY_PROCESS_IGNORE_REASON, IggyServer, free_port, fresh_stream_name,
-    iggy_available, service_user_url, with_credentials,
+    iggy_available, iggy_server_program, service_user_url, with_credentials,
 };
 pub use polling::PollingSocket;
 pub use proxy::FreezableProxy;
