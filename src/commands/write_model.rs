@@ -456,13 +456,6 @@ impl WriteModel {
         self.read().folded.last_offsets.get(&id).copied()
     }
 
-    pub fn was_accepted(&self, incident: Uuid, claim: Claim, event_id: Uuid) -> bool {
-        self.read()
-            .folded
-            .fold
-            .was_accepted_as(incident, claim, event_id)
-    }
-
     /// Where the accepted copy of `event_id` is, if the version rule has
     /// accepted one (among the recent events this model remembers).
     pub fn accepted_offset(&self, event_id: Uuid) -> Option<u64> {
