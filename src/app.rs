@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::commands::{CommandHandler, Faults, WriteModel};
 use crate::config::{Config, ServeConfig};
-use crate::database;
+use crate::database::{self, DatabaseBreaker};
 use crate::http::deadline::Deadlines;
 use crate::http::{self, AppState};
 use crate::identity::AuthLimits;
@@ -117,6 +117,8 @@ impl Application {
                     serve.metrics_address
                 )
             })?;
+        let database_breaker =
+            DatabaseBreaker::new(&pool, config.database_timeout(), config.breaker());
         let auth_limits =
             AuthLimits::new(serve.auth_limits.throttle(), serve.auth_limits.hashing());
         Ok(Application {
@@ -139,6 +141,7 @@ impl Application {
                     request: serve.request_deadline(),
                     database: config.database_timeout(),
                 },
+                database_breaker,
             },
         })
     }

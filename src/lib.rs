@@ -19,7 +19,8 @@
 //!
 //! - [`config`]: configuration from flags and environment (`DATABASE_URL`,
 //!   `PORT`, `IGGY_URL`, data directory, log level).
-//! - [`database`]: the PostgreSQL pool and the migrations in `migrations/`.
+//! - [`database`]: the PostgreSQL pool, its circuit breaker and the
+//!   migrations in `migrations/`.
 //! - [`app`]: [`app::Application`] wires the pieces, binds the port and runs
 //!   until a shutdown signal, then drains and closes everything in order.
 //! - [`http`]: the axum router, the JSON error type, health and schemas,

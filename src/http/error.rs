@@ -86,6 +86,11 @@ pub enum ApiError {
     /// once instead of queued.
     #[error("the service is busy; try again shortly")]
     Overloaded { retry_after: Duration },
+    /// 503 with `Retry-After`: the database was found down, so a request
+    /// that needs it is refused at once (its circuit breaker is open).
+    /// Nothing took effect.
+    #[error("the database is down, so this request was refused without trying it; try again in {}s", retry_after.as_secs().max(1))]
+    DatabaseDown { retry_after: Duration },
     /// 500: a bug or an unexpected failure. The detail is logged; the client
     /// sees a generic message.
     #[error(transparent)]
@@ -203,7 +208,7 @@ impl ApiError {
             ApiError::OutcomeUnknown(_) => ErrorCode::OutcomeUnknown,
             ApiError::Internal(_) => ErrorCode::Internal,
             ApiError::TooManyRequests { .. } => ErrorCode::TooManyRequests,
-            ApiError::Overloaded { .. } => ErrorCode::Unavailable,
+            ApiError::Overloaded { .. } | ApiError::DatabaseDown { .. } => ErrorCode::Unavailable,
         }
     }
 
@@ -212,7 +217,8 @@ impl ApiError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ApiError::TooManyRequests { retry_after, .. }
-            | ApiError::Overloaded { retry_after } => Some(*retry_after),
+            | ApiError::Overloaded { retry_after }
+            | ApiError::DatabaseDown { retry_after } => Some(*retry_after),
             _ => None,
         }
     }

@@ -28,6 +28,9 @@ struct HealthReport {
     /// names a problem.
     status: Overall,
     database: Availability,
+    /// PostgreSQL's circuit breaker: while open, requests that need the
+    /// database are refused at once.
+    database_breaker: BreakerReport,
     log: LogHealth,
     write_model: WriteModelReport,
     /// Projections that cannot follow this log, by name, with what an
@@ -109,6 +112,9 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport
     let (database_answer, projections_answer, ends) =
         tokio::join!(database_check, projections_check, log_check);
     let database_up = matches!(database_answer, Ok(Ok(_)));
+    if !database_up {
+        state.database_breaker.suspect();
+    }
     let log_up = ends.iter().all(Result::is_ok);
     let topics: BTreeMap<String, TopicHealth> = if log_up {
         Topic::ALL
@@ -146,6 +152,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport
             Overall::Degraded
         },
         database: availability(database_up),
+        database_breaker: state.database_breaker.report(),
         log: LogHealth {
             backend: state.log.backend_name(),
             status: availability(log_up),

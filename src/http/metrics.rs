@@ -103,12 +103,19 @@ pub const METRICS_PATH: &str = "/metrics";
 
 /// Prometheus metrics: projector offsets and lag, dead letters, outbox
 /// backlog, HTTP request counts and latencies, hashing and throttling.
-/// 200 in the Prometheus text format (version 0.0.4); 503 when the
-/// database or the log is unavailable.
+/// 200 in the Prometheus text format (version 0.0.4), also while the
+/// database or the log is down: then the series they hold are left out,
+/// and `marauders_metrics_complete` is 0.
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let mut out = String::new();
-    if let Some(breaker) = state.log.breaker() {
-        out.push_str("# HELP marauders_breaker_state Each dependency's circuit breaker: 1 for its current state.\n# TYPE marauders_breaker_state gauge\n");
+    out.push_str("# HELP marauders_breaker_state Each dependency's circuit breaker: 1 for its current state.\n# TYPE marauders_breaker_state gauge\n");
+    let log_breaker = state
+        .log
+        .breaker()
+        .map(|report| (state.log.backend_name(), report));
+    for (dependency, breaker) in
+        std::iter::once(("database", state.database_breaker.report())).chain(log_breaker)
+    {
         for candidate in [
             BreakerState::Closed,
             BreakerState::Open,
@@ -116,8 +123,7 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
         ] {
             let _ = writeln!(
                 out,
-                "marauders_breaker_state{{dependency=\"{}\",state=\"{}\"}} {}",
-                state.log.backend_name(),
+                "marauders_breaker_state{{dependency=\"{dependency}\",state=\"{}\"}} {}",
                 candidate.as_str(),
                 u8::from(breaker.state == candidate)
             );
@@ -144,6 +150,78 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
         "# HELP marauders_commands_waiting_for_incident Commands waiting for the previous command on their incident to be confirmed.\n# TYPE marauders_commands_waiting_for_incident gauge\nmarauders_commands_waiting_for_incident {}",
         state.commands.waiting_for_incident()
     );
+    // What the database and the log must answer, within the database
+    // timeout: while either is down, the rest (the breakers above all) is
+    // still served, and `marauders_metrics_complete` says what is missing.
+    let stored = tokio::time::timeout(state.deadlines.database, write_stored(&state)).await;
+    let complete = match stored {
+        Ok(Ok(section)) => {
+            out.push_str(&section);
+            true
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "metrics served without the projector and outbox series");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(
+                "metrics served without the projector and outbox series: no answer in time"
+            );
+            false
+        }
+    };
+    let _ = writeln!(
+        out,
+        "# HELP marauders_metrics_complete 1 when every series below could be read; 0 when the database or the log did not answer, and the projector and outbox series are missing.\n# TYPE marauders_metrics_complete gauge\nmarauders_metrics_complete {}",
+        u8::from(complete)
+    );
+    out.push_str("# HELP marauders_http_requests_total HTTP requests by method, route and status.\n# TYPE marauders_http_requests_total counter\n");
+    let series = state
+        .http_metrics
+        .series
+        .lock()
+        .expect("metrics lock is never poisoned")
+        .clone();
+    for ((method, route, status), data) in &series {
+        let _ = writeln!(
+            out,
+            "marauders_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {}",
+            data.count
+        );
+    }
+    out.push_str("# HELP marauders_http_request_duration_seconds HTTP request latency.\n# TYPE marauders_http_request_duration_seconds histogram\n");
+    for ((method, route, status), data) in &series {
+        let labels = format!("method=\"{method}\",route=\"{route}\",status=\"{status}\"");
+        for (bound, count) in BUCKETS.iter().zip(data.buckets) {
+            let _ = writeln!(
+                out,
+                "marauders_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "marauders_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+            data.count
+        );
+        let _ = writeln!(
+            out,
+            "marauders_http_request_duration_seconds_sum{{{labels}}} {}",
+            data.sum_seconds
+        );
+        let _ = writeln!(
+            out,
+            "marauders_http_request_duration_seconds_count{{{labels}}} {}",
+            data.count
+        );
+    }
+    write_auth_limits(&mut out, &state);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}
+
+/// The series read from the database and the log: projector offsets, lag
+/// and dead letters, and the outbox backlog.
+async fn write_stored(state: &AppState) -> Result<String, ApiError> {
+    let mut out = String::new();
     let statuses = state
         .projections
         .status()
@@ -206,47 +284,7 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
         out,
         "# HELP marauders_outbox_backlog Account events committed but not yet on the log.\n# TYPE marauders_outbox_backlog gauge\nmarauders_outbox_backlog {backlog}"
     );
-    out.push_str("# HELP marauders_http_requests_total HTTP requests by method, route and status.\n# TYPE marauders_http_requests_total counter\n");
-    let series = state
-        .http_metrics
-        .series
-        .lock()
-        .expect("metrics lock is never poisoned")
-        .clone();
-    for ((method, route, status), data) in &series {
-        let _ = writeln!(
-            out,
-            "marauders_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {}",
-            data.count
-        );
-    }
-    out.push_str("# HELP marauders_http_request_duration_seconds HTTP request latency.\n# TYPE marauders_http_request_duration_seconds histogram\n");
-    for ((method, route, status), data) in &series {
-        let labels = format!("method=\"{method}\",route=\"{route}\",status=\"{status}\"");
-        for (bound, count) in BUCKETS.iter().zip(data.buckets) {
-            let _ = writeln!(
-                out,
-                "marauders_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "marauders_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-            data.count
-        );
-        let _ = writeln!(
-            out,
-            "marauders_http_request_duration_seconds_sum{{{labels}}} {}",
-            data.sum_seconds
-        );
-        let _ = writeln!(
-            out,
-            "marauders_http_request_duration_seconds_count{{{labels}}} {}",
-            data.count
-        );
-    }
-    write_auth_limits(&mut out, &state);
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+    Ok(out)
 }
 
 fn write_auth_limits(out: &mut String, state: &AppState) {

@@ -2,6 +2,8 @@
 //!
 //! - [`error`]: [`ApiError`], the one place errors become responses.
 //! - [`deadline`]: every request answered within its deadline.
+//! - [`dependencies`]: requests that need the database refused at once
+//!   while it is down.
 //! - [`health`]: `GET /health` — is the service, its database and its log up?
 //! - [`schemas`]: `GET /schemas/event-envelope.json`.
 //! - [`admin`]: projection status and rebuilds (PROFESSOR).
@@ -24,6 +26,7 @@ pub mod admin;
 pub mod auth;
 pub mod body_limit;
 pub mod deadline;
+pub mod dependencies;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -40,8 +43,10 @@ pub mod web;
 use std::path::Path;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn;
 use sqlx::PgPool;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
@@ -51,10 +56,12 @@ pub use body_limit::MAX_BODY_BYTES;
 pub use error::ApiError;
 
 use crate::commands::{CommandHandler, WriteModel};
+use crate::database::DatabaseBreaker;
 use crate::identity::AuthLimits;
 use crate::identity::tokens::JwtKeys;
 use crate::log::EventLog;
 use crate::projections::Projections;
+use dependencies::{Dependencies, needs_the_database, needs_the_log};
 
 /// What every handler can reach. Cheap to clone (everything inside is a
 /// handle).
@@ -73,6 +80,8 @@ pub struct AppState {
     /// The built web page served at `/` (`--web-dir`).
     pub web_dir: Arc<Path>,
     pub deadlines: deadline::Deadlines,
+    /// PostgreSQL's circuit breaker (see [`dependencies`]).
+    pub database_breaker: DatabaseBreaker,
 }
 
 /// Every REST route, each registered together with its description in the
@@ -82,12 +91,12 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(health::router())
         .merge(schemas::router())
         .merge(openapi::router())
-        .merge(auth::router())
-        .merge(incidents::router())
-        .merge(queries::router())
-        .merge(notifications::router())
-        .merge(admin::router())
-        .merge(replay::router())
+        .merge(auth::router().route_layer(from_fn(needs_the_database)))
+        .merge(incidents::router().route_layer(from_fn(needs_the_log)))
+        .merge(queries::router().route_layer(from_fn(needs_the_database)))
+        .merge(notifications::router().route_layer(from_fn(needs_the_database)))
+        .merge(admin::router().route_layer(from_fn(needs_the_database)))
+        .merge(replay::router().route_layer(from_fn(needs_the_log)))
 }
 
 /// The whole HTTP application.
@@ -111,6 +120,10 @@ pub fn router(state: AppState) -> Router {
             security_headers::add_security_headers,
         ))
         .layer(TraceLayer::new_for_http())
+        .layer(Extension(Dependencies {
+            database: state.database_breaker.clone(),
+            log_is_the_database: matches!(state.log, EventLog::Postgres(_)),
+        }))
         .with_state(state)
 }
 

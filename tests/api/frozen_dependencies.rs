@@ -258,6 +258,16 @@ async fn a_frozen_database_gets_503_in_time_and_thawing_needs_no_restart() {
         ],
     )
     .await;
+    the_database_breaker_opens(&app).await;
+    let refused = app.get_as(&harry, "/api/incidents").await;
+    assert_unavailable_with_retry_after(&refused);
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("the database is down")),
+        "refused at once while the breaker is open: {}",
+        refused.body
+    );
     let started = Instant::now();
     let login = app.login(&harry.email, TEST_PASSWORD).await;
     assert_unavailable_with_retry_after(&login);
@@ -288,8 +298,32 @@ async fn a_frozen_database_gets_503_in_time_and_thawing_needs_no_restart() {
     app.get_as(&harry, &format!("/api/incidents/{id}"))
         .await
         .assert_status(200);
-    app.get("/health").await.assert_status(200);
+    let health = app.get("/health").await.assert_status(200);
+    assert_eq!(
+        health.body["databaseBreaker"]["state"], "closed",
+        "{}",
+        health.body
+    );
     app.stop().await;
+}
+
+/// Once requests that needed the frozen database have failed, its breaker
+/// finds it down: `/health` and `/metrics` say so.
+async fn the_database_breaker_opens(app: &TestApp) {
+    eventually("the database's breaker opens", EVENTUALLY, || async {
+        let health = app.get("/health").await;
+        (health.body["databaseBreaker"]["state"] != "closed").then_some(())
+    })
+    .await;
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"marauders_breaker_state{dependency="database",state="closed"} 0"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("marauders_metrics_complete 0"),
+        "what the database holds is missing, and said to be: {metrics}"
+    );
 }
 
 /// PostgreSQL frozen while Iggy holds the log: commands need only the log
@@ -312,6 +346,14 @@ async fn a_frozen_database_on_iggy_fails_queries_in_time_while_commands_keep_wor
         .await
         .assert_status(201);
     each_gets_503_in_time(&app, &harry, &["/api/incidents"]).await;
+    the_database_breaker_opens(&app).await;
+    // The breaker guards what needs the database, and nothing else.
+    app.report_incident(
+        &harry,
+        ReportIncident::new("Reported while the database's breaker is open"),
+    )
+    .await
+    .assert_status(201);
 
     app.database_proxy().thaw();
     let (id, offset) = (

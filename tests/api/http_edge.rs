@@ -344,6 +344,14 @@ async fn metrics_are_served_on_their_own_listener_not_on_the_public_port() {
     let metrics = app.metrics().await;
 
     assert!(metrics.contains("marauders_outbox_backlog"), "{metrics}");
+    assert!(
+        metrics.contains("marauders_metrics_complete 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"marauders_breaker_state{dependency="database",state="closed"} 1"#),
+        "{metrics}"
+    );
     assert_ne!(app.metrics_address, app.address);
     app.stop().await;
 }

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Method, Request};
 use marauders_map::commands::{CommandHandler, WriteModel};
+use marauders_map::database::DatabaseBreaker;
 use marauders_map::http::deadline::Deadlines;
 use marauders_map::http::{self, AppState};
 use marauders_map::identity::tokens::JwtKeys;
 use marauders_map::incident::Rule;
+use marauders_map::log::breaker::BreakerSettings;
 use marauders_map::log::{EventLog, LogConfig};
 use marauders_map::projections::Projections;
 use marauders_testkit::{TEST_JWT_SECRET, TestApp, TestDatabase, no_web_page_dir};
@@ -451,6 +453,11 @@ async fn app_state(pool: &sqlx::PgPool) -> AppState {
         // The page is the router's fallback, not a route: no need to build it.
         web_dir: no_web_page_dir().as_path().into(),
         deadlines: Deadlines::default(),
+        database_breaker: DatabaseBreaker::new(
+            pool,
+            Deadlines::default().database,
+            BreakerSettings::default(),
+        ),
     }
 }
 

@@ -220,6 +220,24 @@ impl Breaker {
     }
 }
 
+/// The half-open probe's call, while it runs. Dropped before it finishes —
+/// its caller gave up (a command's deadline, a request's) — it lets the
+/// next caller probe; otherwise the breaker would wait for a verdict that
+/// never comes, and refuse every call until a restart.
+pub struct ProbeInFlight<'a> {
+    pub breaker: &'a Breaker,
+    /// Whether this call is the probe and has no verdict yet.
+    pub armed: bool,
+}
+
+impl Drop for ProbeInFlight<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.breaker.probe_abandoned();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,7 +52,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::breaker::{Breaker, BreakerReport, BreakerSettings, Epoch};
+use super::breaker::{Breaker, BreakerReport, BreakerSettings, Epoch, ProbeInFlight};
 use super::iggy_user::ROOT_USER_ID;
 use super::{
     ConsumerName, LogEndWatch, LogError, LogId, LogMessage, LogPage, LogRecord, MAX_READ_LIMIT,
@@ -925,23 +925,6 @@ impl IggyLog {
     /// The URL without its password, for logs and error messages.
     fn redacted_url(&self) -> String {
         redact_password(&self.inner.config.url)
-    }
-}
-
-/// The half-open probe's call, while it runs. Dropped before it finishes —
-/// its caller gave up (a command's deadline, a request's) — it lets the
-/// next caller probe; otherwise the breaker would wait for a verdict that
-/// never comes, and refuse every call until a restart.
-struct ProbeInFlight<'a> {
-    breaker: &'a Breaker,
-    armed: bool,
-}
-
-impl Drop for ProbeInFlight<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            self.breaker.probe_abandoned();
-        }
     }
 }
 
