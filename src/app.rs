@@ -25,12 +25,10 @@ use crate::identity::tokens::{JwtKeys, load_or_create_jwt_secret};
 use crate::log::EventLog;
 use crate::log_migration::LogUserLock;
 use crate::outbox::OutboxRelay;
-use crate::projections::{PROJECTIONS, Projections, ProjectionsError};
+use crate::projections::{Projections, ProjectionsError};
 use crate::realtime;
-use marauders_projections::{
-    AUDIT, AuditProjector, NOTIFICATIONS, NotificationsProjector, ProjectorRunner,
-    ReadModelProjector,
-};
+use futures::future::BoxFuture;
+use marauders_projections::{Projection, Projector, ProjectorRunner, ProjectorVisitor, SwitchHold};
 use socketioxide::layer::SocketIoLayer;
 
 pub struct Application {
@@ -172,6 +170,11 @@ impl Application {
         self.state.commands.faults()
     }
 
+    /// Holds this instance's rebuilds just before their switch-over (tests).
+    pub fn rebuild_switch_hold(&self) -> Arc<SwitchHold> {
+        self.state.projections.switch_hold()
+    }
+
     /// Serves until `shutdown` is cancelled, then drains and closes.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Application {
@@ -198,16 +201,15 @@ impl Application {
         );
         // Each projector runs on its own, at its own offset.
         let projectors: Vec<_> = if self_runs_projectors {
-            PROJECTIONS
-                .iter()
-                .map(|(name, _)| {
+            Projection::ALL
+                .into_iter()
+                .map(|projection| {
                     let (log, pool) = (state.log.clone(), state.pool.clone());
-                    let shutdown = shutdown.clone();
-                    tokio::spawn(async move {
-                        if let Err(error) = run_projector(name, log, pool, shutdown).await {
-                            tracing::error!(%error, "projector failed");
-                        }
-                    })
+                    tokio::spawn(projection.visit(Run {
+                        log,
+                        pool,
+                        shutdown: shutdown.clone(),
+                    }))
                 })
                 .collect()
         } else {
@@ -272,22 +274,27 @@ pub async fn run_projector(
     pool: PgPool,
     shutdown: CancellationToken,
 ) -> Result<(), ProjectionsError> {
-    match Projections::find(name)? {
-        AUDIT => {
-            ProjectorRunner::new(AuditProjector, log, pool)
-                .run(shutdown)
-                .await
-        }
-        NOTIFICATIONS => {
-            ProjectorRunner::new(NotificationsProjector, log, pool)
-                .run(shutdown)
-                .await
-        }
-        _ => {
-            ProjectorRunner::new(ReadModelProjector, log, pool)
-                .run(shutdown)
-                .await
-        }
-    }
+    Projections::find(name)?
+        .visit(Run {
+            log,
+            pool,
+            shutdown,
+        })
+        .await;
     Ok(())
+}
+
+/// Running whichever projector, until `shutdown`.
+struct Run {
+    log: EventLog,
+    pool: PgPool,
+    shutdown: CancellationToken,
+}
+
+impl ProjectorVisitor for Run {
+    type Output = BoxFuture<'static, ()>;
+
+    fn visit<P: Projector + 'static>(self, projector: P) -> Self::Output {
+        Box::pin(ProjectorRunner::new(projector, self.log, self.pool).run(self.shutdown))
+    }
 }

@@ -146,9 +146,28 @@ async fn main() -> anyhow::Result<()> {
             let (pool, log) = marauders_map::app::connect_database_and_log(&cli.config).await?;
             log.wait_until_ready(std::time::Duration::from_secs(30))
                 .await?;
+            let projection = Projections::find(&name)?;
             let projections = Projections::new(log.clone(), pool);
             let progress = std::sync::Arc::new(marauders_projections::RebuildProgress::default());
-            let report = projections.rebuild_now(&name, progress).await?;
+            let rebuild = projections.rebuild_now(projection, progress.clone());
+            tokio::pin!(rebuild);
+            let mut ticks = tokio::time::interval(std::time::Duration::from_secs(2));
+            ticks.tick().await;
+            let report = loop {
+                tokio::select! {
+                    report = &mut rebuild => break report?,
+                    _ = ticks.tick() => {
+                        let estimate = progress.estimate();
+                        eprintln!(
+                            "{name}: {} of {} offsets, {:.0} events/s, {} left",
+                            estimate.applied_offset,
+                            estimate.log_end,
+                            estimate.events_per_second,
+                            estimate.seconds_left.map_or("?".to_owned(), |left| format!("{left:.0} s"))
+                        );
+                    }
+                }
+            };
             println!(
                 "{name} rebuilt: {} events replayed, now at offset {}",
                 report.events, report.next_offset

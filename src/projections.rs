@@ -2,31 +2,26 @@
 //! read, and rebuilding one in the background while the others run.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use marauders_projections::{
-    AUDIT, AuditProjector, HEARTBEAT_INTERVAL, NOTIFICATIONS, NotificationsProjector,
-    ProjectionError, READ_MODEL, ReadModelProjector, RebuildProgress, RebuildReport,
-    projection_position, rebuild_projection,
+    HEARTBEAT_INTERVAL, Projection, ProjectionError, Projector, ProjectorVisitor, RebuildClaim,
+    RebuildProgress, RebuildReport, UnknownProjection, projection_position, rebuild_claimed,
 };
 use serde::Serialize;
 use sqlx::PgPool;
 
-use crate::log::{EventLog, LogError, Topic};
+pub use marauders_projections::SwitchHold;
 
-/// Every projection the service runs, by its public name.
-pub const PROJECTIONS: [(&str, Topic); 3] = [
-    (READ_MODEL, Topic::IncidentEvents),
-    (NOTIFICATIONS, Topic::IncidentEvents),
-    (AUDIT, Topic::AuthEvents),
-];
+use crate::log::{EventLog, LogError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionsError {
-    #[error("no projection named '{0}'; expected one of read-model, notifications, audit")]
-    Unknown(String),
+    #[error(transparent)]
+    Unknown(#[from] UnknownProjection),
+    /// Here or on another instance on the same database.
     #[error("projection '{0}' is already being rebuilt")]
     AlreadyRebuilding(&'static str),
     #[error(transparent)]
@@ -58,11 +53,22 @@ pub struct ProjectionStatus {
     pub rebuild: Option<RebuildStatus>,
 }
 
+/// While rebuilding (on this instance: another one's rebuild shows only
+/// as the state `rebuilding`).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RebuildStatus {
+    /// The next offset the replay will apply.
     pub applied_offset: u64,
+    /// The log's end when last looked at.
     pub log_end: u64,
+    /// Offsets replayed per second since the rebuild started.
+    pub events_per_second: f64,
+    /// Until the replay reaches `logEnd` at that pace; absent before there
+    /// is a pace to go by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub seconds_left: Option<f64>,
 }
 
 /// The longest a rebuild may take before it is abandoned.
@@ -71,7 +77,10 @@ pub const REBUILD_DEADLINE: Duration = Duration::from_secs(60 * 60);
 pub struct Projections {
     log: EventLog,
     pool: PgPool,
-    rebuilding: Mutex<HashMap<&'static str, Arc<RebuildProgress>>>,
+    /// The rebuilds this instance runs, and how far each has come.
+    rebuilding: Mutex<HashMap<Projection, Arc<RebuildProgress>>>,
+    /// A test's hold on the switch-over of every rebuild started here.
+    switch_hold: Arc<SwitchHold>,
 }
 
 impl Projections {
@@ -80,74 +89,98 @@ impl Projections {
             log,
             pool,
             rebuilding: Mutex::new(HashMap::new()),
+            switch_hold: Arc::default(),
         }
     }
 
-    pub fn find(name: &str) -> Result<&'static str, ProjectionsError> {
-        PROJECTIONS
-            .iter()
-            .map(|(known, _)| *known)
-            .find(|known| *known == name)
-            .ok_or_else(|| ProjectionsError::Unknown(name.to_owned()))
+    pub fn find(name: &str) -> Result<Projection, ProjectionsError> {
+        Ok(Projection::find(name)?)
     }
 
-    /// Rebuilds `name` now (the `projection rebuild` command).
+    /// Holds this instance's rebuilds just before their switch-over, for a
+    /// test of what happens meanwhile.
+    pub fn switch_hold(&self) -> Arc<SwitchHold> {
+        self.switch_hold.clone()
+    }
+
+    /// Rebuilds `projection` now (the `projection rebuild` command), unless
+    /// it is being rebuilt already.
     pub async fn rebuild_now(
         &self,
-        name: &str,
+        projection: Projection,
         progress: Arc<RebuildProgress>,
     ) -> Result<RebuildReport, ProjectionsError> {
-        let (log, pool) = (self.log.clone(), self.pool.clone());
-        Ok(match Self::find(name)? {
-            READ_MODEL => rebuild_projection(ReadModelProjector, log, pool, progress).await?,
-            NOTIFICATIONS => {
-                rebuild_projection(NotificationsProjector, log, pool, progress).await?
-            }
-            _ => rebuild_projection(AuditProjector, log, pool, progress).await?,
-        })
+        let claim = self.claim(projection).await?;
+        let rebuilt = self.rebuild_claimed(&claim, projection, progress).await;
+        claim.release().await;
+        rebuilt
     }
 
-    /// Starts a rebuild in the background, bounded by [`REBUILD_DEADLINE`]; its progress shows in
+    async fn claim(&self, projection: Projection) -> Result<RebuildClaim, ProjectionsError> {
+        RebuildClaim::take(&self.pool, projection.name())
+            .await?
+            .ok_or(ProjectionsError::AlreadyRebuilding(projection.name()))
+    }
+
+    async fn rebuild_claimed(
+        &self,
+        claim: &RebuildClaim,
+        projection: Projection,
+        progress: Arc<RebuildProgress>,
+    ) -> Result<RebuildReport, ProjectionsError> {
+        let rebuild = Rebuild {
+            claim,
+            log: self.log.clone(),
+            pool: self.pool.clone(),
+            progress,
+        };
+        Ok(projection.visit(rebuild).await?)
+    }
+
+    /// Starts a rebuild in the background, bounded by [`REBUILD_DEADLINE`],
+    /// once it holds the projection's claim (so a second request, here or
+    /// on another instance, is refused at once); its progress shows in
     /// [`Projections::status`] until it finishes.
-    pub fn start_rebuild(self: &Arc<Self>, name: &str) -> Result<(), ProjectionsError> {
-        let name = Self::find(name)?;
-        let progress = Arc::new(RebuildProgress::default());
-        {
-            let mut rebuilding = self
-                .rebuilding
-                .lock()
-                .expect("the rebuild registry is never poisoned");
-            if rebuilding.contains_key(name) {
-                return Err(ProjectionsError::AlreadyRebuilding(name));
-            }
-            rebuilding.insert(name, progress.clone());
-        }
+    pub async fn start_rebuild(
+        self: &Arc<Self>,
+        projection: Projection,
+    ) -> Result<(), ProjectionsError> {
+        let claim = self.claim(projection).await?;
+        let progress = Arc::new(RebuildProgress::held_by(self.switch_hold.clone()));
+        self.rebuilding
+            .lock()
+            .expect("the rebuild registry is never poisoned")
+            .insert(projection, progress.clone());
         let projections = self.clone();
         tokio::spawn(async move {
             // A long job with a deadline of its own, not a request's: a
             // rebuild that stops moving (a frozen database) is abandoned
             // rather than held forever.
-            match tokio::time::timeout(REBUILD_DEADLINE, projections.rebuild_now(name, progress))
-                .await
-            {
+            let rebuilt = tokio::time::timeout(
+                REBUILD_DEADLINE,
+                projections.rebuild_claimed(&claim, projection, progress),
+            )
+            .await;
+            match rebuilt {
                 Ok(Ok(report)) => tracing::info!(
-                    projection = name,
+                    %projection,
                     events = report.events,
                     "projection rebuilt"
                 ),
                 Ok(Err(error)) => {
-                    tracing::error!(projection = name, %error, "projection rebuild failed")
+                    tracing::error!(%projection, %error, "projection rebuild failed")
                 }
                 Err(_) => tracing::error!(
-                    projection = name,
+                    %projection,
                     "projection rebuild did not finish within {REBUILD_DEADLINE:?}; abandoned"
                 ),
             }
+            claim.release().await;
             projections
                 .rebuilding
                 .lock()
                 .expect("the rebuild registry is never poisoned")
-                .remove(name);
+                .remove(&projection);
         });
         Ok(())
     }
@@ -155,7 +188,8 @@ impl Projections {
     pub async fn status(&self) -> Result<Vec<ProjectionStatus>, ProjectionsError> {
         let mut statuses = Vec::new();
         let log_id = self.log.known_log_id();
-        for (name, topic) in PROJECTIONS {
+        for projection in Projection::ALL {
+            let (name, topic) = (projection.name(), projection.topic());
             let position = projection_position(&self.pool, name, topic).await?;
             let stored = position.next_offset;
             let wrong_log = log_id.filter(|log_id| !position.belongs_to(*log_id));
@@ -178,18 +212,29 @@ impl Projections {
                 .rebuilding
                 .lock()
                 .expect("the rebuild registry is never poisoned")
-                .get(name)
-                .map(|p| RebuildStatus {
-                    applied_offset: p.applied_offset.load(Ordering::Relaxed),
-                    log_end: p.log_end.load(Ordering::Relaxed),
+                .get(&projection)
+                .map(|progress| {
+                    let estimate = progress.estimate();
+                    RebuildStatus {
+                        applied_offset: estimate.applied_offset,
+                        log_end: estimate.log_end,
+                        events_per_second: estimate.events_per_second,
+                        seconds_left: estimate.seconds_left,
+                    }
                 });
+            let rebuilding_elsewhere =
+                rebuild.is_none() && RebuildClaim::is_taken(&self.pool, name).await?;
             statuses.push(ProjectionStatus {
                 name,
                 topic: topic.name(),
                 stored_offset: stored,
                 log_end,
                 lag: log_end.saturating_sub(stored),
-                state: match (rebuild.is_some(), wrong_log.is_some(), alive) {
+                state: match (
+                    rebuild.is_some() || rebuilding_elsewhere,
+                    wrong_log.is_some(),
+                    alive,
+                ) {
                     (true, _, _) => "rebuilding",
                     (false, true, _) => "wrong-log",
                     (false, false, true) => "running",
@@ -206,5 +251,27 @@ impl Projections {
             });
         }
         Ok(statuses)
+    }
+}
+
+/// A rebuild of whichever projector, under a claim.
+struct Rebuild<'a> {
+    claim: &'a RebuildClaim,
+    log: EventLog,
+    pool: PgPool,
+    progress: Arc<RebuildProgress>,
+}
+
+impl<'a> ProjectorVisitor for Rebuild<'a> {
+    type Output = BoxFuture<'a, Result<RebuildReport, ProjectionError>>;
+
+    fn visit<P: Projector + 'static>(self, projector: P) -> Self::Output {
+        Box::pin(rebuild_claimed(
+            self.claim,
+            projector,
+            self.log,
+            self.pool,
+            self.progress,
+        ))
     }
 }

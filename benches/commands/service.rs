@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use iggy::prelude::{Client, Identifier, IggyClient, StreamClient, UserClient};
-use marauders_map::projections::PROJECTIONS;
+use marauders_projections::Projection;
 use marauders_testkit::{IggyServer, TEST_JWT_SECRET, free_port, fresh_stream_name};
 use serde_json::Value;
 
@@ -179,8 +179,8 @@ impl Service {
             service.run_to_completion(&["iggy", "setup"], &[("IGGY_ADMIN_URL", &iggy.admin_url)]);
         }
         service.spawn("serve", &["serve", "--without-projectors"]);
-        for (projection, _) in PROJECTIONS {
-            service.spawn(projection, &["project", projection]);
+        for projection in Projection::ALL {
+            service.spawn(projection.name(), &["project", projection.name()]);
         }
         service.wait_until_healthy().await;
         service

@@ -15,7 +15,9 @@
 //!   turned into notifications for the people concerned.
 //! - [`audit`]: `auth-events` as a filterable audit log.
 //! - [`rebuild`]: replaying a projection from offset 0 into fresh tables
-//!   and switching over atomically while queries keep answering.
+//!   and switching over atomically while queries keep answering, one
+//!   rebuild of a projection at a time across instances.
+//! - [`registry`]: [`Projection`], the closed list of every projection.
 //! - [`consumer`]: [`LogConsumer`], the lighter consumer whose offset lives
 //!   on the log itself (used by the taste-test example).
 
@@ -24,13 +26,18 @@ pub mod consumer;
 pub mod notifications;
 pub mod read_model;
 pub mod rebuild;
+pub mod registry;
 pub mod runtime;
 
 pub use audit::{AUDIT, AuditProjector};
 pub use consumer::{ConsumerError, EventHandler, LogConsumer, PollOutcome};
 pub use notifications::{NOTIFICATIONS, NotificationsProjector};
 pub use read_model::{READ_MODEL, ReadModelProjector};
-pub use rebuild::{RebuildProgress, RebuildReport, rebuild_projection};
+pub use rebuild::{
+    RebuildClaim, RebuildEstimate, RebuildProgress, RebuildReport, SwitchHold, rebuild_claimed,
+    rebuild_projection,
+};
+pub use registry::{Projection, ProjectorVisitor, UnknownProjection};
 pub use runtime::{
     HEARTBEAT_INTERVAL, ProjectionError, ProjectionPosition, Projector, ProjectorRunner,
     StepOutcome, projection_position, stored_offset, wait_until_applied,

@@ -7,19 +7,31 @@
 //! 2. Run the projector there (its transactions search that schema first)
 //!    until it has caught up with the log, reporting progress.
 //! 3. In one transaction: lock the live projector's offset row (which
-//!    pauses the live runner), carry over state the log cannot recreate
-//!    (e.g. which notifications were read), replace the public tables with
-//!    the rebuilt ones, and take over the rebuilt offset and bookkeeping.
-//!    The live runner then continues from that offset on the new tables.
+//!    pauses the live runner) and read where it stands, X; step the rebuild
+//!    on until it, too, has applied everything before X — so the offset a
+//!    reader can observe never goes back, and a write a reader saw applied
+//!    (`minOffset`) is in the new tables; block writes to the live tables
+//!    (readers go on), carry over state the log cannot recreate (which
+//!    notifications were read), swap the tables by renaming them (O(1),
+//!    whatever their size), and take over the rebuilt offset and dead
+//!    letters. The live runner then continues from that offset on the new
+//!    tables.
+//!
+//! One rebuild of a projection at a time, across every instance on the
+//! database: a rebuild holds [`RebuildClaim`], a PostgreSQL advisory lock,
+//! from start to switch-over.
 //!
 //! Side effects are never repeated: projectors write rows with ids derived
 //! from event ids, and nothing outside PostgreSQL is touched.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use marauders_core::log::EventLog;
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
+use tokio::sync::watch;
 
 use crate::runtime::{ProjectionError, Projector, ProjectorRunner, StepOutcome};
 
@@ -27,10 +39,158 @@ use crate::runtime::{ProjectionError, Projector, ProjectorRunner, StepOutcome};
 const BOOKKEEPING_TABLES: [&str; 2] = ["projector_offsets", "dead_letters"];
 
 /// Progress of a rebuild, readable while it runs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RebuildProgress {
     pub applied_offset: AtomicU64,
     pub log_end: AtomicU64,
+    pub started: Instant,
+    /// A test's hold on the switch-over (inert unless armed).
+    pub hold: Arc<SwitchHold>,
+}
+
+impl Default for RebuildProgress {
+    fn default() -> Self {
+        RebuildProgress::held_by(Arc::default())
+    }
+}
+
+/// How far a rebuild has come, at one moment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RebuildEstimate {
+    pub applied_offset: u64,
+    pub log_end: u64,
+    /// Offsets replayed per second since the start.
+    pub events_per_second: f64,
+    /// At that pace, until it reaches the log end as it is now; `None`
+    /// before there is a pace to go by.
+    pub seconds_left: Option<f64>,
+}
+
+impl RebuildProgress {
+    pub fn held_by(hold: Arc<SwitchHold>) -> Self {
+        RebuildProgress {
+            applied_offset: AtomicU64::new(0),
+            log_end: AtomicU64::new(0),
+            started: Instant::now(),
+            hold,
+        }
+    }
+
+    pub fn estimate(&self) -> RebuildEstimate {
+        let applied_offset = self.applied_offset.load(Ordering::Relaxed);
+        let log_end = self.log_end.load(Ordering::Relaxed);
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let events_per_second = if elapsed > 0.0 {
+            applied_offset as f64 / elapsed
+        } else {
+            0.0
+        };
+        let seconds_left = (events_per_second > 0.0)
+            .then(|| log_end.saturating_sub(applied_offset) as f64 / events_per_second);
+        RebuildEstimate {
+            applied_offset,
+            log_end,
+            events_per_second,
+            seconds_left,
+        }
+    }
+}
+
+/// Lets a test hold rebuilds just before their switch-over — the window in
+/// which the live projector runs ahead of the rebuild — and release them.
+#[derive(Debug, Default)]
+pub struct SwitchHold {
+    armed: watch::Sender<bool>,
+    /// Rebuilds waiting at the switch-over.
+    waiting: watch::Sender<u32>,
+}
+
+impl SwitchHold {
+    pub fn hold(&self) {
+        self.armed.send_replace(true);
+    }
+
+    pub fn release(&self) {
+        self.armed.send_replace(false);
+    }
+
+    /// Until `count` rebuilds are waiting at the switch-over.
+    pub async fn wait_until_held(&self, count: u32) {
+        let mut waiting = self.waiting.subscribe();
+        let _ = waiting.wait_for(|waiting| *waiting >= count).await;
+    }
+
+    async fn pass(&self) {
+        let mut armed = self.armed.subscribe();
+        if !*armed.borrow_and_update() {
+            return;
+        }
+        self.waiting.send_modify(|waiting| *waiting += 1);
+        let _ = armed.wait_for(|armed| !armed).await;
+        self.waiting.send_modify(|waiting| *waiting -= 1);
+    }
+}
+
+/// The right to rebuild one projection: a session-level advisory lock on a
+/// connection of its own, held until the rebuild ends (or its connection
+/// does: a crashed instance's claim goes with it).
+pub struct RebuildClaim {
+    connection: PoolConnection<Postgres>,
+    key: i64,
+}
+
+impl RebuildClaim {
+    /// The claim on `projection`, or `None` while a rebuild of it runs
+    /// anywhere on this database.
+    pub async fn take(
+        pool: &PgPool,
+        projection: &str,
+    ) -> Result<Option<RebuildClaim>, sqlx::Error> {
+        let mut connection = pool.acquire().await?;
+        let key = rebuild_lock_key(projection);
+        let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut *connection)
+            .await?;
+        Ok(taken.then_some(RebuildClaim { connection, key }))
+    }
+
+    /// Whether a rebuild of `projection` runs anywhere on this database.
+    pub async fn is_taken(pool: &PgPool, projection: &str) -> Result<bool, sqlx::Error> {
+        let key = rebuild_lock_key(projection);
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                 AND classid::bigint = ($1 >> 32) & 4294967295 AND objid::bigint = $1 & 4294967295
+                 AND objsubid = 1)",
+        )
+        .bind(key)
+        .fetch_one(pool)
+        .await
+    }
+
+    /// Lets the next rebuild of this projection start. A connection that
+    /// cannot unlock is closed, which unlocks.
+    pub async fn release(mut self) {
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(self.key)
+            .execute(&mut *self.connection)
+            .await;
+        if unlocked.is_err() {
+            self.connection.close_on_drop();
+        }
+    }
+}
+
+/// One advisory-lock key per projection name.
+fn rebuild_lock_key(projection: &str) -> i64 {
+    // FNV-1a: stable across builds and processes, unlike `Hash`.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in format!("marauders-map rebuild {projection}").bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +199,27 @@ pub struct RebuildReport {
     pub next_offset: u64,
 }
 
-/// Rebuilds `projector`'s tables from offset 0 and switches over.
+/// Rebuilds `projector`'s tables from offset 0 and switches over, unless
+/// a rebuild of it is already running somewhere
+/// ([`ProjectionError::AlreadyRebuilding`]).
 pub async fn rebuild_projection<P: Projector>(
+    projector: P,
+    log: EventLog,
+    pool: PgPool,
+    progress: Arc<RebuildProgress>,
+) -> Result<RebuildReport, ProjectionError> {
+    let name = projector.name();
+    let claim = RebuildClaim::take(&pool, name)
+        .await?
+        .ok_or(ProjectionError::AlreadyRebuilding(name))?;
+    let rebuilt = rebuild_claimed(&claim, projector, log, pool, progress).await;
+    claim.release().await;
+    rebuilt
+}
+
+/// [`rebuild_projection`], for a caller that holds the claim already.
+pub async fn rebuild_claimed<P: Projector>(
+    _claim: &RebuildClaim,
     projector: P,
     log: EventLog,
     pool: PgPool,
@@ -67,24 +246,17 @@ pub async fn rebuild_projection<P: Projector>(
     let carry_over = projector.carry_over_sql();
     let runner = ProjectorRunner::new(projector, log.clone(), pool.clone()).in_schema(&schema);
     let mut events = 0;
-    let next_offset = loop {
+    // Most of the log, while the live projector runs on.
+    let mut next_offset = loop {
         progress
             .log_end
             .store(log.log_end(topic).await?, Ordering::Relaxed);
-        match runner.poll_once().await? {
-            StepOutcome::Advanced {
-                next_offset,
-                applied,
-                dead_lettered,
-            } => {
-                events += (applied + dead_lettered) as u64;
-                progress
-                    .applied_offset
-                    .store(next_offset, Ordering::Relaxed);
-            }
-            StepOutcome::CaughtUp { next_offset } => break next_offset,
+        match step(&runner, &progress, &mut events).await? {
+            Some(_) => {}
+            None => break progress.applied_offset.load(Ordering::Relaxed),
         }
     };
+    progress.hold.pass().await;
 
     let mut tx = pool.begin().await?;
     // Pauses the live runner of this projector until we commit.
@@ -93,9 +265,31 @@ pub async fn rebuild_projection<P: Projector>(
         .bind(topic.name())
         .execute(&mut *tx)
         .await?;
-    sqlx::query("SELECT next_offset FROM public.projector_offsets WHERE projector = $1 AND topic = $2 FOR UPDATE")
+    let live: i64 = sqlx::query_scalar("SELECT next_offset FROM public.projector_offsets WHERE projector = $1 AND topic = $2 FOR UPDATE")
         .bind(name)
         .bind(topic.name())
+        .fetch_one(&mut *tx)
+        .await?;
+    let live = live as u64;
+    // The live projector may have run ahead while we caught up: catch up
+    // with it too, so that the switch never moves the offset back.
+    while next_offset < live {
+        match step(&runner, &progress, &mut events).await? {
+            Some(reached) => next_offset = reached,
+            None => {
+                return Err(ProjectionError::Inconsistent(format!(
+                    "the rebuild of {name} caught up with the log at {next_offset}, but the live projector is at {live}"
+                )));
+            }
+        }
+    }
+    // Readers go on; writers (read marks) wait for the switch, and then
+    // write to the new tables.
+    let mut switch = String::new();
+    for table in runner.projector().tables() {
+        switch.push_str(&format!("LOCK TABLE public.{table} IN SHARE MODE;"));
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(switch))
         .execute(&mut *tx)
         .await?;
     if let Some(sql) = carry_over {
@@ -115,15 +309,12 @@ pub async fn rebuild_projection<P: Projector>(
     sqlx::raw_sql(sqlx::AssertSqlSafe(switch))
         .execute(&mut *tx)
         .await?;
-    for table in ["dead_letters"] {
-        let sql = format!(
-            "DELETE FROM public.{table} WHERE projector = '{name}';
-             INSERT INTO public.{table} SELECT * FROM {schema}.{table} WHERE projector = '{name}'"
-        );
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut *tx)
-            .await?;
-    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM public.dead_letters WHERE projector = '{name}';
+         INSERT INTO public.dead_letters SELECT * FROM {schema}.dead_letters WHERE projector = '{name}'"
+    )))
+    .execute(&mut *tx)
+    .await?;
     // The rebuilt offset belongs to the log it was read from: a projection
     // that belonged to another log is now this one's.
     sqlx::query("UPDATE public.projector_offsets SET next_offset = $3, log_id = $4, updated_at = now() WHERE projector = $1 AND topic = $2")
@@ -141,4 +332,32 @@ pub async fn rebuild_projection<P: Projector>(
         events,
         next_offset,
     })
+}
+
+/// One batch of the rebuild: where it reached, or `None` when it had
+/// caught up with the log.
+async fn step<P: Projector>(
+    runner: &ProjectorRunner<P>,
+    progress: &RebuildProgress,
+    events: &mut u64,
+) -> Result<Option<u64>, ProjectionError> {
+    match runner.poll_once().await? {
+        StepOutcome::Advanced {
+            next_offset,
+            applied,
+            dead_lettered,
+        } => {
+            *events += (applied + dead_lettered) as u64;
+            progress
+                .applied_offset
+                .store(next_offset, Ordering::Relaxed);
+            Ok(Some(next_offset))
+        }
+        StepOutcome::CaughtUp { next_offset } => {
+            progress
+                .applied_offset
+                .store(next_offset, Ordering::Relaxed);
+            Ok(None)
+        }
+    }
 }

@@ -71,7 +71,7 @@ async fn list(
         (status = 401, description = "No valid access token", body = ErrorResponse),
         (status = 403, description = "The caller is not a PROFESSOR", body = ErrorResponse),
         (status = 404, description = "No projection has this name", body = ErrorResponse),
-        (status = 409, description = "It is already rebuilding", body = ErrorResponse),
+        (status = 409, description = "It is already being rebuilt, by this instance or another on the same database", body = ErrorResponse),
         (status = 503, description = "The database or the log is unavailable", body = ErrorResponse),
     ),
 )]
@@ -81,15 +81,16 @@ async fn rebuild(
     ApiPath(name): ApiPath<String>,
 ) -> Result<(StatusCode, Json<RebuildStarted>), ApiError> {
     user.require_role(Role::Professor)?;
+    let projection = Projections::find(&name).map_err(projections_error)?;
     state
         .projections
-        .start_rebuild(&name)
+        .start_rebuild(projection)
+        .await
         .map_err(projections_error)?;
-    let name = Projections::find(&name).map_err(projections_error)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(RebuildStarted {
-            name,
+            name: projection.name(),
             state: "rebuilding",
         }),
     ))

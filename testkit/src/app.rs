@@ -18,6 +18,7 @@ use marauders_map::identity::tokens::{AccessClaims, JwtKeys};
 use marauders_map::incident::IncidentFold;
 use marauders_map::log::breaker::BreakerSettings;
 use marauders_map::log::{EventLog, LogConfig, LogRecord, MAX_READ_LIMIT, Topic};
+use marauders_map::projections::SwitchHold;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
@@ -79,6 +80,8 @@ pub struct TestApp {
     /// The write path's fault hooks (e.g. lose the answer of an append that
     /// landed).
     pub faults: Arc<Faults>,
+    /// Holds this instance's rebuilds just before their switch-over.
+    pub rebuild_switch_hold: Arc<SwitchHold>,
     log_location: LogLocation,
     iggy_startup_wait: Duration,
     /// The token and session settings, which a second instance shares.
@@ -326,6 +329,7 @@ impl TestAppBuilder {
         let metrics_address = format!("http://127.0.0.1:{}", application.metrics_port());
         let write_model = application.write_model();
         let faults = application.faults();
+        let rebuild_switch_hold = application.rebuild_switch_hold();
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(application.run_until_stopped(shutdown.clone()));
         TestApp {
@@ -335,6 +339,7 @@ impl TestAppBuilder {
             client: reqwest::Client::new(),
             write_model,
             faults,
+            rebuild_switch_hold,
             log_location: self.log,
             iggy_startup_wait: self.iggy_startup_wait,
             access_token_lifetime: self.access_token_lifetime,

@@ -15,7 +15,7 @@ use marauders_map::incident::{
 use marauders_map::log::{EventLog, LogMessage, Topic};
 use marauders_projections::{
     Projector, ProjectorRunner, READ_MODEL, ReadModelProjector, RebuildProgress, StepOutcome,
-    rebuild_projection, stored_offset,
+    SwitchHold, rebuild_projection, stored_offset,
 };
 use marauders_testkit::events::{incident_created, user_logged_out};
 use marauders_testkit::{
@@ -48,6 +48,71 @@ fn garbage() -> LogMessage {
 
 async fn count(pool: &sqlx::PgPool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+/// Applies everything the log holds.
+async fn catch_up(runner: &ProjectorRunner<ReadModelProjector>) {
+    while let StepOutcome::Advanced { .. } = runner.poll_once().await.unwrap() {}
+}
+
+/// The switch-over race, step by step: a rebuild has caught up and waits to
+/// switch while the live projector applies one more report. Right after the
+/// switch — before the live projector takes another step — the offset is
+/// where the live projector had it, not back where the rebuild first
+/// caught up, and the late report is in the new tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_that_waited_while_the_live_projector_ran_ahead_switches_without_going_back() {
+    let (database, log) = embedded_log().await;
+    let pool = database.pool.clone();
+    log.append(Topic::IncidentEvents, &[created(0).to_log_message()])
+        .await
+        .unwrap();
+    let live = ProjectorRunner::new(ReadModelProjector, log.clone(), pool.clone());
+    catch_up(&live).await;
+    let hold = Arc::new(SwitchHold::default());
+    hold.hold();
+    let rebuild = tokio::spawn(rebuild_projection(
+        ReadModelProjector,
+        log.clone(),
+        pool.clone(),
+        Arc::new(RebuildProgress::held_by(hold.clone())),
+    ));
+    hold.wait_until_held(1).await;
+
+    let late_id = Uuid::now_v7();
+    let late = incident_created(late_id, Uuid::now_v7(), "Reported while the rebuild waits");
+    log.append(Topic::IncidentEvents, &[late.to_log_message()])
+        .await
+        .unwrap();
+    catch_up(&live).await;
+    assert_eq!(
+        stored_offset(&pool, READ_MODEL, Topic::IncidentEvents)
+            .await
+            .unwrap(),
+        2
+    );
+    hold.release();
+    let report = rebuild.await.unwrap().unwrap();
+
+    assert_eq!(report.next_offset, 2);
+    assert_eq!(
+        stored_offset(&pool, READ_MODEL, Topic::IncidentEvents)
+            .await
+            .unwrap(),
+        2
+    );
+    let present: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM read_incidents WHERE id = $1)")
+            .bind(late_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(
+        present,
+        "the report the live projector applied is in the new tables"
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM read_incidents").await, 2);
+    log.shutdown().await;
 }
 
 #[tokio::test]

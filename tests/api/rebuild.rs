@@ -3,6 +3,7 @@
 //! only professors may do it — over HTTP and from the command line.
 
 use marauders_map::domain::{Location, Role, Severity};
+use marauders_projections::Projection;
 use marauders_testkit::{EVENTUALLY, ReportIncident, TestApp, TestUser, eventually};
 use serde_json::Value;
 
@@ -216,5 +217,180 @@ async fn the_command_line_refuses_a_projection_that_does_not_exist() {
 
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no projection named 'quidditch'"));
+    app.stop().await;
+}
+
+/// The switch-over race: while rebuilds wait just before their switch, the
+/// live projectors run ahead of them — a report is applied (so a reader
+/// with its `minOffset` passes) and a notification is marked read. Reads
+/// through the switch never find the report missing, the offset a reader
+/// can observe never goes back, and the read mark survives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_happens_while_a_rebuild_waits_to_switch_survives_the_switch() {
+    let app = TestApp::spawn().await;
+    let (oliver, dumbledore) = quidditch_season(&app).await;
+    let unread_before = app.notifications(&oliver, "unread=true").await.body["unreadCount"]
+        .as_i64()
+        .unwrap();
+    app.rebuild_switch_hold.hold();
+    for name in ["read-model", "notifications"] {
+        app.rebuild_projection(&dumbledore, name)
+            .await
+            .assert_status(202);
+    }
+    app.rebuild_switch_hold.wait_until_held(2).await;
+
+    let late = app
+        .reported(
+            &oliver,
+            ReportIncident::new("Reported while a rebuild waits"),
+        )
+        .await;
+    let read_late = format!("/api/incidents/{}?minOffset={}", late.id, late.offset);
+    app.get_as(&oliver, &read_late).await.assert_status(200);
+    let observed = app.projections(&dumbledore).await.body[0]["storedOffset"]
+        .as_u64()
+        .unwrap();
+    assert!(observed > late.offset);
+    let mine = app.notifications(&oliver, "unread=true").await;
+    let read_one = mine.body["items"][0]["id"].as_str().unwrap().to_owned();
+    app.mark_read(&oliver, &read_one).await.assert_status(204);
+
+    app.rebuild_switch_hold.release();
+    eventually("both rebuilds switch over", EVENTUALLY, || async {
+        let read = app.get_as(&oliver, &read_late).await;
+        assert_eq!(
+            read.status.as_u16(),
+            200,
+            "through the switch: {}",
+            read.body
+        );
+        let list = app.projections(&dumbledore).await.assert_status(200).body;
+        let offset = list[0]["storedOffset"].as_u64().unwrap();
+        assert!(
+            offset >= observed,
+            "the read model's offset went back from {observed} to {offset}"
+        );
+        let done = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|projection| projection["state"] != "rebuilding");
+        done.then_some(())
+    })
+    .await;
+    app.get_as(&oliver, &read_late).await.assert_status(200);
+    let after = app.notifications(&oliver, "unread=true").await;
+    assert_eq!(
+        after.body["unreadCount"].as_i64().unwrap(),
+        unread_before - 1,
+        "the read mark made while the rebuild waited survived: {}",
+        after.body
+    );
+    app.stop().await;
+}
+
+/// One rebuild of a projection at a time, across instances: the second
+/// request, on another instance, is refused while the first runs, which
+/// both instances report; the first completes, and then a rebuild may start
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_asked_to_rebuild_one_projection_at_once_rebuild_it_once() {
+    let app = TestApp::spawn().await;
+    let other = app.second_instance().await;
+    let (_, dumbledore) = quidditch_season(&app).await;
+    let before = snapshot(&app).await;
+    app.rebuild_switch_hold.hold();
+
+    app.rebuild_projection(&dumbledore, "read-model")
+        .await
+        .assert_status(202);
+    app.rebuild_switch_hold.wait_until_held(1).await;
+    other
+        .rebuild_projection(&dumbledore, "read-model")
+        .await
+        .assert_error(409, "conflict");
+    app.rebuild_projection(&dumbledore, "read-model")
+        .await
+        .assert_error(409, "conflict");
+    let seen_by_other = other.projections(&dumbledore).await.assert_status(200).body;
+    assert_eq!(seen_by_other[0]["name"], "read-model");
+    assert_eq!(seen_by_other[0]["state"], "rebuilding", "{seen_by_other}");
+    // Another projection is not held up by it.
+    other
+        .rebuild_projection(&dumbledore, "audit")
+        .await
+        .assert_status(202);
+
+    app.rebuild_switch_hold.release();
+    wait_until_caught_up(&app, &dumbledore).await;
+    assert_eq!(
+        snapshot(&app).await,
+        before,
+        "rebuilt once, to the same rows"
+    );
+    other
+        .rebuild_projection(&dumbledore, "read-model")
+        .await
+        .assert_status(202);
+    wait_until_caught_up(&other, &dumbledore).await;
+    other.stop().await;
+    app.stop().await;
+}
+
+/// While a rebuild runs, the list says how far it has come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_in_progress_reports_how_far_it_has_come() {
+    let app = TestApp::spawn().await;
+    let (_, dumbledore) = quidditch_season(&app).await;
+    app.rebuild_switch_hold.hold();
+    app.rebuild_projection(&dumbledore, "read-model")
+        .await
+        .assert_status(202);
+    app.rebuild_switch_hold.wait_until_held(1).await;
+
+    let list = app.projections(&dumbledore).await.assert_status(200).body;
+    let rebuild = &list[0]["rebuild"];
+    assert_eq!(list[0]["state"], "rebuilding");
+    assert_eq!(rebuild["appliedOffset"], rebuild["logEnd"], "{rebuild}");
+    assert!(rebuild["logEnd"].as_u64().unwrap() > 0, "{rebuild}");
+    assert!(
+        rebuild["eventsPerSecond"].as_f64().unwrap() > 0.0,
+        "{rebuild}"
+    );
+    assert_eq!(rebuild["secondsLeft"].as_f64(), Some(0.0), "{rebuild}");
+
+    app.rebuild_switch_hold.release();
+    wait_until_caught_up(&app, &dumbledore).await;
+    app.stop().await;
+}
+
+/// Walks the registry: every projection in it runs (the service starts
+/// each), is reported by name in the list and in the metrics, and can be
+/// rebuilt by name — and the list holds nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_projection_in_the_registry_runs_is_reported_and_rebuilds_by_name() {
+    let app = TestApp::spawn().await;
+    let (_, dumbledore) = quidditch_season(&app).await;
+    let list = wait_until_caught_up(&app, &dumbledore).await;
+    let listed: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|projection| projection["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, Projection::names());
+
+    let metrics = app.metrics().await;
+    for projection in Projection::ALL {
+        for series in ["marauders_projector_lag_events", "marauders_dead_letters"] {
+            let line = format!("{series}{{projector=\"{projection}\"}} 0");
+            assert!(metrics.contains(&line), "{line} in {metrics}");
+        }
+        app.rebuild_projection(&dumbledore, projection.name())
+            .await
+            .assert_status(202);
+        wait_until_caught_up(&app, &dumbledore).await;
+    }
     app.stop().await;
 }

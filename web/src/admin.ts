@@ -104,8 +104,10 @@ export class ProjectionsPanel {
 
   private progress(p: ProjectionStatus): HTMLElement | null {
     if (!p.rebuild) return null;
-    const { appliedOffset, logEnd } = p.rebuild;
-    const text = `${appliedOffset} of ${logEnd} events replayed`;
+    const { appliedOffset, logEnd, eventsPerSecond, secondsLeft } = p.rebuild;
+    const pace = `${Math.round(eventsPerSecond)} events/s`;
+    const left = secondsLeft === undefined ? '' : `, about ${Math.ceil(secondsLeft)} s left`;
+    const text = `${appliedOffset} of ${logEnd} events replayed (${pace}${left})`;
     return h('span', { class: 'progress' }, h('progress', { max: Math.max(logEnd, 1), value: appliedOffset, 'aria-label': `${p.name} rebuild progress` }), ' ', text);
   }
 }

@@ -97,7 +97,7 @@ export interface ProjectionStatus {
   lag: number;
   state: 'running' | 'stopped' | 'rebuilding';
   deadLetters: number;
-  rebuild: { appliedOffset: number; logEnd: number } | null;
+  rebuild: { appliedOffset: number; logEnd: number; eventsPerSecond: number; secondsLeft?: number } | null;
 }
 
 /** "INVESTIGATING" → "Investigating": enum values as people read them (locations: placeName in places.ts). */
