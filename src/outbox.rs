@@ -7,6 +7,13 @@
 //! batches, and marks them published. If the log is down, rows wait; the API
 //! is unaffected. If the relay dies between "appended" and "marked", the
 //! batch is appended again on restart — consumers deduplicate by `eventId`.
+//!
+//! A row the relay can never publish (it names a topic the log does not
+//! have) is set aside with its error rather than stopping every row behind
+//! it; [`set_aside_rows`] lists them for operators. Published rows are
+//! pruned once they are [`PUBLISHED_RETENTION`] old (the log has them), at
+//! most [`PRUNE_BATCH`] per idle step, so the table stays as small as the
+//! backlog plus a day of sign-ups and logins.
 
 use std::time::Duration;
 
@@ -46,11 +53,18 @@ pub async fn insert_outbox_event(tx: &mut PgConnection, event: &Event) -> sqlx::
     Ok(())
 }
 
+/// How long a published row is kept (for an operator looking into what
+/// was relayed) before it is pruned.
+pub const PUBLISHED_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+/// The most published rows one idle step prunes.
+pub const PRUNE_BATCH: i64 = 1_000;
+
 /// What one relay step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayOutcome {
-    /// Appended and marked this many rows.
-    Published(usize),
+    /// Appended and marked this many rows, and set aside this many that
+    /// cannot be published.
+    Published { published: usize, set_aside: usize },
     /// Nothing to publish.
     Idle,
     /// Another instance's relay holds the lock; it will publish.
@@ -73,8 +87,45 @@ pub enum RelayError {
     TimedOut(Duration),
     #[error(transparent)]
     Log(#[from] LogError),
-    #[error("outbox row {id} names an unknown topic '{topic}'")]
-    UnknownTopic { id: i64, topic: String },
+}
+
+/// A row the relay could not publish, kept with why.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SetAsideRow {
+    pub id: i64,
+    pub topic: String,
+    pub event_id: Uuid,
+    pub error: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub set_aside_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// How many rows wait to be relayed.
+pub async fn backlog(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM outbox WHERE published_at IS NULL AND set_aside_at IS NULL",
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// How many rows were set aside.
+pub async fn set_aside_count(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE set_aside_at IS NOT NULL")
+        .fetch_one(pool)
+        .await
+}
+
+/// The rows set aside, oldest first (at most `limit`).
+pub async fn set_aside_rows(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<SetAsideRow>> {
+    sqlx::query_as(
+        "SELECT id, topic, event_id, COALESCE(error, '') AS error, created_at, set_aside_at FROM outbox
+          WHERE set_aside_at IS NOT NULL ORDER BY id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
 }
 
 pub struct OutboxRelay {
@@ -106,7 +157,7 @@ impl OutboxRelay {
         }
         let rows: Vec<(i64, String, Uuid, Vec<u8>)> = sqlx::query_as(
             "SELECT id, topic, event_id, payload FROM outbox
-              WHERE published_at IS NULL ORDER BY id LIMIT $1",
+              WHERE published_at IS NULL AND set_aside_at IS NULL ORDER BY id LIMIT $1",
         )
         .bind(self.batch_size)
         .fetch_all(&mut *tx)
@@ -118,15 +169,21 @@ impl OutboxRelay {
         // Iggy); the order across rows is kept.
         let mut group: Vec<LogMessage> = Vec::new();
         let mut group_topic: Option<Topic> = None;
+        let mut published: Vec<i64> = Vec::new();
+        let mut set_aside = 0;
         for (id, topic_name, event_id, payload) in &rows {
-            let topic: Topic = topic_name.parse().map_err(|_| RelayError::UnknownTopic {
-                id: *id,
-                topic: topic_name.clone(),
-            })?;
-            if group_topic.is_some_and(|current| current != topic) {
-                self.log
-                    .append(group_topic.unwrap_or(topic), &group)
+            let Ok(topic) = topic_name.parse::<Topic>() else {
+                tracing::error!(id, topic = %topic_name, "setting aside an outbox row that names an unknown topic");
+                sqlx::query("UPDATE outbox SET set_aside_at = now(), error = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(format!("names an unknown topic '{topic_name}'"))
+                    .execute(&mut *tx)
                     .await?;
+                set_aside += 1;
+                continue;
+            };
+            if let Some(current) = group_topic.filter(|current| *current != topic) {
+                self.log.append(current, &group).await?;
                 group.clear();
             }
             group_topic = Some(topic);
@@ -134,17 +191,36 @@ impl OutboxRelay {
                 id: *event_id,
                 payload: payload.clone().into(),
             });
+            published.push(*id);
         }
         if let Some(topic) = group_topic {
             self.log.append(topic, &group).await?;
         }
-        let ids: Vec<i64> = rows.iter().map(|(id, ..)| *id).collect();
         sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
-            .bind(&ids)
+            .bind(&published)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(RelayOutcome::Published(rows.len()))
+        Ok(RelayOutcome::Published {
+            published: published.len(),
+            set_aside,
+        })
+    }
+
+    /// Deletes up to [`PRUNE_BATCH`] rows published more than
+    /// [`PUBLISHED_RETENTION`] ago; how many.
+    pub async fn prune_published(&self) -> sqlx::Result<u64> {
+        let pruned = sqlx::query(
+            "DELETE FROM outbox WHERE id IN (
+                 SELECT id FROM outbox
+                  WHERE published_at IS NOT NULL AND published_at < now() - $1 * interval '1 second'
+                  ORDER BY published_at LIMIT $2)",
+        )
+        .bind(PUBLISHED_RETENTION.as_secs_f64())
+        .bind(PRUNE_BATCH)
+        .execute(&self.pool)
+        .await?;
+        Ok(pruned.rows_affected())
     }
 
     /// Relays until `shutdown`: at once while there is a backlog, woken by
@@ -170,13 +246,25 @@ impl OutboxRelay {
                 .await
                 .unwrap_or(Err(RelayError::TimedOut(RELAY_STEP_DEADLINE)));
             let pause = match batch {
-                Ok(RelayOutcome::Published(count)) => {
-                    tracing::debug!(count, "outbox rows published to the log");
+                Ok(RelayOutcome::Published {
+                    published,
+                    set_aside,
+                }) => {
+                    tracing::debug!(published, set_aside, "outbox rows relayed");
                     continue;
                 }
-                Ok(RelayOutcome::Idle | RelayOutcome::AnotherRelayIsActive) => {
+                Ok(RelayOutcome::Idle) => {
+                    let pruned =
+                        tokio::time::timeout(RELAY_STEP_DEADLINE, self.prune_published()).await;
+                    match pruned {
+                        Ok(Ok(0)) => {}
+                        Ok(Ok(count)) => tracing::debug!(count, "published outbox rows pruned"),
+                        Ok(Err(error)) => tracing::warn!(%error, "pruning the outbox failed"),
+                        Err(_) => tracing::warn!("pruning the outbox did not finish in time"),
+                    }
                     Duration::from_secs(1)
                 }
+                Ok(RelayOutcome::AnotherRelayIsActive) => Duration::from_secs(1),
                 Err(error) => {
                     tracing::warn!(%error, "outbox relay step failed; retrying in 1s");
                     tokio::select! {

@@ -1,5 +1,6 @@
 //! `/api/admin/projections` (PROFESSOR only): each projection's offset, lag,
-//! state and dead letters, and rebuilding one from offset 0.
+//! state and dead letters, and rebuilding one from offset 0; and
+//! `/api/admin/outbox`: the relay's backlog and the rows it set aside.
 
 use axum::Json;
 use axum::extract::State;
@@ -14,12 +15,51 @@ use super::extract::{ApiPath, AuthUser};
 use super::openapi::tags;
 use super::{ApiError, AppState};
 use crate::domain::Role;
+use crate::outbox::{self, SetAsideRow};
 use crate::projections::{ProjectionStatus, Projections, ProjectionsError};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list))
         .routes(routes!(rebuild))
+        .routes(routes!(outbox))
+}
+
+/// The most set-aside rows `GET /api/admin/outbox` lists.
+const SET_ASIDE_LISTED: i64 = 100;
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct OutboxReport {
+    /// Account events committed and waiting to be relayed to the log.
+    backlog: i64,
+    /// Rows the relay could not publish and set aside (the oldest 100),
+    /// with why.
+    set_aside: Vec<SetAsideRow>,
+}
+
+/// The outbox relay's backlog and the rows it set aside (PROFESSOR).
+#[utoipa::path(
+    get,
+    path = "/api/admin/outbox",
+    tag = tags::ADMIN,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The backlog and the set-aside rows", body = OutboxReport),
+        (status = 401, description = "No valid access token", body = ErrorResponse),
+        (status = 403, description = "The caller is not a PROFESSOR", body = ErrorResponse),
+        (status = 503, description = "The database is unavailable", body = ErrorResponse),
+    ),
+)]
+async fn outbox(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<OutboxReport>, ApiError> {
+    user.require_role(Role::Professor)?;
+    Ok(Json(OutboxReport {
+        backlog: outbox::backlog(&state.pool).await?,
+        set_aside: outbox::set_aside_rows(&state.pool, SET_ASIDE_LISTED).await?,
+    }))
 }
 
 #[derive(Serialize, ToSchema)]

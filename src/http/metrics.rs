@@ -277,12 +277,15 @@ async fn write_stored(state: &AppState) -> Result<String, ApiError> {
             status.name, status.dead_letters
         );
     }
-    let backlog: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-        .fetch_one(&state.pool)
-        .await?;
+    let backlog = crate::outbox::backlog(&state.pool).await?;
+    let set_aside = crate::outbox::set_aside_count(&state.pool).await?;
     let _ = writeln!(
         out,
         "# HELP marauders_outbox_backlog Account events committed but not yet on the log.\n# TYPE marauders_outbox_backlog gauge\nmarauders_outbox_backlog {backlog}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP marauders_outbox_set_aside Account events the relay could not publish and set aside (GET /api/admin/outbox).\n# TYPE marauders_outbox_set_aside gauge\nmarauders_outbox_set_aside {set_aside}"
     );
     Ok(out)
 }

@@ -661,3 +661,73 @@ async fn iggy_process_with_iggy_down_the_api_answers_and_events_arrive_in_order_
     );
     app.stop().await;
 }
+
+/// A row the relay can never publish (its topic is unknown) is set aside
+/// with its error, visible to professors and in the metrics, and the rows
+/// behind it are relayed as usual.
+#[tokio::test]
+async fn a_row_the_relay_cannot_publish_is_set_aside_and_the_rest_go_on() {
+    let app = TestApp::spawn().await;
+    sqlx::query(
+        "INSERT INTO outbox (topic, event_id, payload) VALUES ('owl-post', gen_random_uuid(), '\\x7b7d')",
+    )
+    .execute(&app.database.pool)
+    .await
+    .unwrap();
+    app.register("percy@hogwarts.edu", "Percy").await;
+
+    let events = auth_events_before_a_marker(&app).await;
+
+    assert_eq!(
+        event_types(&events),
+        ["user.registered"],
+        "Percy's got through"
+    );
+    let hooch = app.user(Role::Professor).await;
+    let outbox = app
+        .get_as(&hooch, "/api/admin/outbox")
+        .await
+        .assert_status(200);
+    let set_aside = outbox.body["setAside"].as_array().unwrap();
+    assert_eq!(set_aside.len(), 1, "{}", outbox.body);
+    assert_eq!(set_aside[0]["topic"], "owl-post");
+    assert_eq!(set_aside[0]["error"], "names an unknown topic 'owl-post'");
+    assert!(app.metrics().await.contains("marauders_outbox_set_aside 1"));
+    let student = app.user(Role::Student).await;
+    app.get_as(&student, "/api/admin/outbox")
+        .await
+        .assert_error(403, "forbidden");
+    app.stop().await;
+}
+
+/// Published rows are pruned once they are a day old; younger ones, and
+/// those not yet published, stay.
+#[tokio::test]
+async fn the_relay_prunes_rows_published_a_day_ago() {
+    let app = TestApp::spawn().await;
+    app.register("percy@hogwarts.edu", "Percy").await;
+    auth_events_before_a_marker(&app).await;
+    let published: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL")
+            .fetch_one(&app.database.pool)
+            .await
+            .unwrap();
+    assert_eq!(published, 2, "Percy's registration and the marker's");
+    sqlx::query(
+        "UPDATE outbox SET published_at = now() - interval '25 hours'
+          WHERE event_id = (SELECT event_id FROM outbox ORDER BY id LIMIT 1)",
+    )
+    .execute(&app.database.pool)
+    .await
+    .unwrap();
+
+    eventually("the day-old row is pruned", EVENTUALLY, || async {
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&app.database.pool)
+            .await
+            .unwrap();
+        (left == 1).then_some(())
+    })
+    .await;
+    app.stop().await;
+}
