@@ -295,9 +295,18 @@ async fn a_frozen_database_gets_503_in_time_and_thawing_needs_no_restart() {
 
     app.database_proxy().thaw();
     a_retry_after_the_thaw_takes_effect_once(&app, &harry, &keyed[0]).await;
-    app.get_as(&harry, &format!("/api/incidents/{id}"))
-        .await
-        .assert_status(200);
+    // The projector may have been caught by the freeze mid-step: it
+    // resumes in its own time, and a read with `minOffset` waits for it.
+    let read_before = format!("/api/incidents/{id}?minOffset={}", before.offset.unwrap());
+    eventually(
+        "the read model resumes after the thaw",
+        EVENTUALLY,
+        || async {
+            let response = app.get_as(&harry, &read_before).await;
+            (response.status.as_u16() == 200).then_some(())
+        },
+    )
+    .await;
     let health = app.get("/health").await.assert_status(200);
     assert_eq!(
         health.body["databaseBreaker"]["state"], "closed",
