@@ -492,9 +492,7 @@ impl Round {
     }
 
     fn appends_figures(&self) -> Vec<Figure> {
-        let mut backends: Vec<&'static str> = self.appends.iter().map(|a| a.backend).collect();
-        backends.dedup();
-        backends
+        each_once(self.appends.iter().map(|appends| appends.backend))
             .into_iter()
             .filter_map(|backend| {
                 let (samples, per_second) = self.appends_on(backend)?;
@@ -509,6 +507,17 @@ impl Round {
             })
             .collect()
     }
+}
+
+/// The backends named, each once, in the order they first appear.
+fn each_once(backends: impl Iterator<Item = &'static str>) -> Vec<&'static str> {
+    let mut once = Vec::new();
+    for backend in backends {
+        if !once.contains(&backend) {
+            once.push(backend);
+        }
+    }
+    once
 }
 
 /// "1 client", "64 clients".
@@ -530,8 +539,7 @@ type Ratio<'a> = (String, Box<dyn Fn(&Round) -> Option<f64> + 'a>);
 /// so that a ratio whose rounds disagree is seen to.
 fn ratios(pooled: &Round, rounds: &[Round]) -> Vec<Figure> {
     let (fewest, most) = (CLIENT_COUNTS[0], CLIENT_COUNTS[CLIENT_COUNTS.len() - 1]);
-    let mut backends: Vec<&'static str> = pooled.windows.iter().map(|row| row.backend).collect();
-    backends.dedup();
+    let backends = each_once(pooled.windows.iter().map(|row| row.backend));
     let mut figures = Vec::new();
     for backend in backends {
         let ours_over_baseline = move |clients: usize, value: fn(&CommandRow) -> Option<f64>| {
