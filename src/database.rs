@@ -10,13 +10,24 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::log::breaker::{Breaker, BreakerReport, BreakerSettings, ProbeInFlight, Refused};
 
+/// How long a connection must have been idle before it is pinged on its
+/// way out of the pool. A connection dropped by a server restart was idle
+/// at least as long as the restart took, and no restart of PostgreSQL
+/// (stop, start, recovery) is that quick; a connection handed back within
+/// this long answered the release pings just now.
+pub const PING_WHEN_IDLE_FOR: Duration = Duration::from_millis(100);
+
 /// Connects with bounded waits, so a database that is down or frozen costs
 /// a request its deadline (a 503), never a hang:
 ///
-/// - a connection is waited for at most `timeout`, sqlx's ping of an idle
+/// - a connection is waited for at most `timeout`, the ping of an idle
 ///   one before it is handed out included (so a connection the server
 ///   dropped while idle, say at a restart, is replaced, not handed out to
-///   fail its first query);
+///   fail its first query). Only a connection idle for at least
+///   [`PING_WHEN_IDLE_FOR`] is pinged: sqlx's own test pings every one, a
+///   round trip before every query (in the service and in PostgreSQL) to
+///   check a connection that, under load, answered the release pings
+///   below a moment ago;
 /// - a connection handed back, such as one whose query was still running
 ///   when its request ran out of time and was dropped, must answer a ping
 ///   within `timeout`, or it is closed hard instead of reused. (sqlx then
@@ -30,6 +41,15 @@ pub async fn connect(database_url: &str, timeout: Duration) -> anyhow::Result<Pg
     PgPoolOptions::new()
         .max_connections(20)
         .acquire_timeout(timeout)
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                    connection.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .after_release(move |connection, _| {
             Box::pin(async move {
                 match tokio::time::timeout(timeout, connection.ping()).await {

@@ -31,16 +31,18 @@ mod service;
 use std::time::{Duration, Instant};
 
 use marauders_map::commands::WriteModel;
-use marauders_map::log::{EventLog, Topic};
+use marauders_map::log::{EventLog, LogConfig, Topic};
 use marauders_testkit::bench::{
     Align, Figure, format_duration, percentile, print_columns, print_figures,
 };
 use marauders_testkit::cpu::{PostgresProcesses, process_cpu_time};
-use marauders_testkit::{IggyServer, TestBackend, TestDatabase, fresh_stream_name, iggy_available};
+use marauders_testkit::{
+    IggyServer, LogLocation, TestBackend, TestDatabase, fresh_stream_name, iggy_available,
+};
 use uuid::Uuid;
 
 use load::{Answers, Client, closed_loop};
-use service::{Build, IggyStream, Service};
+use service::{Build, Builds, IggyStream, Service};
 
 /// The numbers of clients sending commands at once.
 const CLIENT_COUNTS: [usize; 3] = [1, 16, 64];
@@ -69,13 +71,14 @@ const IGGY_SHARED: &str = "iggy at IGGY_URL";
 #[tokio::main]
 async fn main() {
     let started = Instant::now();
-    let builds = Build::both_from_env();
-    for build in &builds {
+    let staged = Builds::from_env();
+    let builds = &staged.both;
+    for build in builds {
         println!(
             "{:<8} {} ({})",
             build.name,
             build.revision,
-            build.binary.display()
+            build.built_at.display()
         );
     }
     let with_iggy = match iggy_skip_reason() {
@@ -91,38 +94,34 @@ async fn main() {
     } else {
         &[Backend::Embedded]
     };
-    // Every window, by round.
-    let mut rounds: Vec<Vec<CommandRow>> = (0..ROUNDS).map(|_| Vec::new()).collect();
+    // Everything measured, by round.
+    let mut rounds: Vec<Round> = (0..ROUNDS).map(|_| Round::default()).collect();
     for backend in backends {
-        for (round, windows) in rounds.iter_mut().enumerate() {
+        for (number, round) in rounds.iter_mut().enumerate() {
             let mut order = [&builds[0], &builds[1]];
-            if round % 2 == 1 {
+            if number % 2 == 1 {
                 order.reverse();
             }
             for build in order {
-                windows.extend(measure_commands(*backend, build, round).await);
+                measure_commands(*backend, build, number, round).await;
             }
         }
     }
-    let rows = pool_rounds(&rounds);
+    let pooled = Round::pool(&rounds);
 
-    let (mut figures, mut single_appends) = (Vec::new(), Vec::new());
-    let embedded = TestBackend::postgres().await;
-    single_appends.push((
-        EMBEDDED,
-        measure_log_alone(EMBEDDED, embedded, &mut figures).await,
-    ));
+    let mut figures = pooled.appends_figures();
+    measure_rebuild_alone(EMBEDDED, TestBackend::postgres().await, &mut figures).await;
     if with_iggy {
         let server = IggyServer::start().await;
         let label = iggy_label(&server);
         let stream = fresh_stream_name();
         let backend = TestBackend::Iggy { server, stream };
-        single_appends.push((label, measure_log_alone(label, backend, &mut figures).await));
+        measure_rebuild_alone(label, backend, &mut figures).await;
     }
 
-    print_command_rows(&rows);
+    print_command_rows(&pooled.windows);
     print_figures(&figures);
-    print_figures(&ratios(&rows, &rounds, &single_appends));
+    print_figures(&ratios(&pooled, &rounds));
     println!(
         "\nthe whole bench took {:.0} s",
         started.elapsed().as_secs_f64()
@@ -305,8 +304,9 @@ impl CommandRow {
 }
 
 /// The service of `build` on `backend`, on a fresh database (and stream),
-/// under each number of clients in turn: one round.
-async fn measure_commands(backend: Backend, build: &Build, round: usize) -> Vec<CommandRow> {
+/// under each number of clients in turn, with the single appends measured
+/// beside it: its part of round `number`.
+async fn measure_commands(backend: Backend, build: &Build, number: usize, round: &mut Round) {
     // Empty, not migrated: each build applies the migrations it knows.
     let database = TestDatabase::empty().await;
     let postgres = PostgresProcesses::serving(&database.pool).await;
@@ -327,11 +327,16 @@ async fn measure_commands(backend: Backend, build: &Build, round: usize) -> Vec<
         students.push(load::register(&service.base_url, &format!("student{n}@hogwarts.edu")).await);
     }
 
-    let mut rows = Vec::new();
+    flush_pending_writes(&database.pool).await;
+    round
+        .appends
+        .push(single_appends_beside(label, iggy_server.as_ref()).await);
+
     for clients in CLIENT_COUNTS {
         let load: Vec<Client> = (0..clients)
             .map(|n| Client::new(&service.base_url, &students[n % STUDENTS]))
             .collect();
+        flush_pending_writes(&database.pool).await;
         let (load, warm_up, _) = closed_loop(load, WARM_UP).await;
         service.wait_until_projections_caught_up(&professor).await;
 
@@ -351,7 +356,7 @@ async fn measure_commands(backend: Backend, build: &Build, round: usize) -> Vec<
                 .or_default() += count;
         }
         let per_second = answers.succeeded.len() as f64 / elapsed.as_secs_f64();
-        rows.push(CommandRow {
+        round.windows.push(CommandRow {
             backend: label,
             build: build.name,
             clients,
@@ -361,9 +366,10 @@ async fn measure_commands(backend: Backend, build: &Build, round: usize) -> Vec<
             cpu: after.since(before),
         });
         eprintln!(
-            "{label}, {}, round {}: {clients} clients, {per_second:.0} commands/s",
+            "{label}, {}, round {}: {}, {per_second:.0} commands/s",
             build.name,
-            round + 1
+            number + 1,
+            clients_label(clients)
         );
     }
 
@@ -373,7 +379,21 @@ async fn measure_commands(backend: Backend, build: &Build, round: usize) -> Vec<
     }
     drop(iggy_server);
     database.drop_database().await;
-    rows
+}
+
+/// Writes out what earlier windows left to write — PostgreSQL's dirty
+/// buffers (`CHECKPOINT`) and the kernel's dirty pages (`sync`) — so that
+/// a window does not pay for the one before it, or for the other build's.
+/// Without it, the first Iggy window, right after the embedded log's, was
+/// the slowest in every run; writeback delaying its fsyncs is the likely
+/// cause.
+async fn flush_pending_writes(pool: &sqlx::PgPool) {
+    sqlx::query("CHECKPOINT")
+        .execute(pool)
+        .await
+        .expect("CHECKPOINT (TEST_DATABASE_URL is a superuser's)");
+    let synced = std::process::Command::new("sync").status();
+    assert!(synced.is_ok_and(|status| status.success()), "sync");
 }
 
 /// A PROFESSOR's token, to read the projections' lag: registered over
@@ -419,79 +439,150 @@ fn print_command_rows(rows: &[CommandRow]) {
     );
 }
 
-/// Every round's windows of one build, backend and number of clients
-/// pooled into one row, in the order they were first measured.
-fn pool_rounds(rounds: &[Vec<CommandRow>]) -> Vec<CommandRow> {
-    let mut rows: Vec<CommandRow> = Vec::new();
-    for window in rounds.iter().flatten() {
-        match rows.iter_mut().find(|row| row.is_same_as(window)) {
-            Some(row) => row.pool(window.clone()),
-            None => rows.push(window.clone()),
-        }
-    }
-    rows
+/// What one round measured: every window, and the single appends beside
+/// each build's windows.
+#[derive(Default)]
+struct Round {
+    windows: Vec<CommandRow>,
+    appends: Vec<SingleAppends>,
 }
 
-/// A ratio the write path is judged by, computed over a set of rows.
-type Ratio<'a> = (String, Box<dyn Fn(&[CommandRow]) -> Option<f64> + 'a>);
+impl Round {
+    /// Every round's windows of one build, backend and number of clients
+    /// pooled into one row, in the order they were first measured; the
+    /// single appends of every round together.
+    fn pool(rounds: &[Round]) -> Round {
+        let mut pooled = Round::default();
+        for round in rounds {
+            for window in &round.windows {
+                match pooled.windows.iter_mut().find(|row| row.is_same_as(window)) {
+                    Some(row) => row.pool(window.clone()),
+                    None => pooled.windows.push(window.clone()),
+                }
+            }
+            pooled.appends.extend(round.appends.iter().cloned());
+        }
+        pooled
+    }
+
+    fn window(&self, backend: &str, build: &str, clients: usize) -> Option<&CommandRow> {
+        self.windows
+            .iter()
+            .find(|row| row.backend == backend && row.build == build && row.clients == clients)
+    }
+
+    /// Single appends on `backend`, pooled: their latencies, sorted, and
+    /// how many per second.
+    fn appends_on(&self, backend: &str) -> Option<(Vec<Duration>, f64)> {
+        let measured: Vec<&SingleAppends> = self
+            .appends
+            .iter()
+            .filter(|appends| appends.backend == backend)
+            .collect();
+        let elapsed: Duration = measured.iter().map(|appends| appends.elapsed).sum();
+        let mut samples: Vec<Duration> = measured
+            .iter()
+            .flat_map(|appends| appends.samples.iter().copied())
+            .collect();
+        samples.sort();
+        (!samples.is_empty()).then(|| {
+            let per_second = samples.len() as f64 / elapsed.as_secs_f64();
+            (samples, per_second)
+        })
+    }
+
+    fn appends_figures(&self) -> Vec<Figure> {
+        each_once(self.appends.iter().map(|appends| appends.backend))
+            .into_iter()
+            .filter_map(|backend| {
+                let (samples, per_second) = self.appends_on(backend)?;
+                Some(Figure {
+                    backend,
+                    metric: format!(
+                        "single durable appends, one at a time, p50 {}",
+                        format_duration(percentile(&samples, 0.5))
+                    ),
+                    value: format!("{per_second:.0} /s"),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The backends named, each once, in the order they first appear.
+fn each_once(backends: impl Iterator<Item = &'static str>) -> Vec<&'static str> {
+    let mut once = Vec::new();
+    for backend in backends {
+        if !once.contains(&backend) {
+            once.push(backend);
+        }
+    }
+    once
+}
+
+/// "1 client", "64 clients".
+fn clients_label(clients: usize) -> String {
+    match clients {
+        1 => "1 client".to_owned(),
+        n => format!("{n} clients"),
+    }
+}
+
+/// A ratio the write path is judged by, and how to compute it from what a
+/// round (or all of them) measured.
+type Ratio<'a> = (String, Box<dyn Fn(&Round) -> Option<f64> + 'a>);
 
 /// The ratios the write path is judged by, per backend: each build's
-/// single client against the log's single durable appends
-/// (`single_appends`, per second by backend), how each build scales from
-/// one client to 64, and ours against the baseline. Each over the pooled
-/// `rows`, then over each round's windows alone, so that a ratio whose
-/// rounds disagree is seen to.
-fn ratios(
-    rows: &[CommandRow],
-    rounds: &[Vec<CommandRow>],
-    single_appends: &[(&'static str, f64)],
-) -> Vec<Figure> {
+/// commands/s against single durable appends at 1 and at 64 clients, how
+/// each build scales from one client to 64, and ours against the baseline.
+/// Each over everything (`pooled`), then over each of the `rounds` alone,
+/// so that a ratio whose rounds disagree is seen to.
+fn ratios(pooled: &Round, rounds: &[Round]) -> Vec<Figure> {
     let (fewest, most) = (CLIENT_COUNTS[0], CLIENT_COUNTS[CLIENT_COUNTS.len() - 1]);
-    let mut backends: Vec<&'static str> = rows.iter().map(|row| row.backend).collect();
-    backends.dedup();
+    let backends = each_once(pooled.windows.iter().map(|row| row.backend));
     let mut figures = Vec::new();
     for backend in backends {
-        let find = move |rows: &[CommandRow], build: &str, clients: usize| {
-            rows.iter()
-                .find(|row| row.backend == backend && row.build == build && row.clients == clients)
-                .cloned()
-        };
         let ours_over_baseline = move |clients: usize, value: fn(&CommandRow) -> Option<f64>| {
-            move |rows: &[CommandRow]| {
+            move |round: &Round| {
                 Some(
-                    value(&find(rows, "ours", clients)?)?
-                        / value(&find(rows, "baseline", clients)?)?,
+                    value(round.window(backend, "ours", clients)?)?
+                        / value(round.window(backend, "baseline", clients)?)?,
                 )
             }
         };
-        let appends_per_second = single_appends
-            .iter()
-            .find(|(label, _)| *label == backend)
-            .map(|(_, per_second)| *per_second);
         let mut judged: Vec<Ratio> = Vec::new();
-        for build in ["ours", "baseline"] {
-            // At most about 1: one client's command waits for a durable
-            // append of its own, and cannot be faster than the log alone.
-            judged.push((
-                format!("{build}: commands/s at {fewest} client ÷ single durable appends/s"),
-                Box::new(move |rows| {
-                    Some(find(rows, build, fewest)?.commands_per_second() / appends_per_second?)
-                }),
-            ));
+        for clients in [fewest, most] {
+            for build in ["ours", "baseline"] {
+                // With one client, at most about 1: its command waits for a
+                // durable append of its own and cannot outrun the log alone.
+                // With many, above 1 only if commands share appends.
+                judged.push((
+                    format!(
+                        "{build}: commands/s at {} ÷ single durable appends/s",
+                        clients_label(clients)
+                    ),
+                    Box::new(move |round: &Round| {
+                        Some(
+                            round.window(backend, build, clients)?.commands_per_second()
+                                / round.appends_on(backend)?.1,
+                        )
+                    }),
+                ));
+            }
         }
         for build in ["ours", "baseline"] {
             judged.push((
                 format!("{build}: commands/s, {most} clients ÷ {fewest}"),
-                Box::new(move |rows| {
+                Box::new(move |round: &Round| {
                     Some(
-                        find(rows, build, most)?.commands_per_second()
-                            / find(rows, build, fewest)?.commands_per_second(),
+                        round.window(backend, build, most)?.commands_per_second()
+                            / round.window(backend, build, fewest)?.commands_per_second(),
                     )
                 }),
             ));
         }
         judged.push((
-            format!("p50 at {fewest} client, ours ÷ baseline"),
+            format!("p50 at {}, ours ÷ baseline", clients_label(fewest)),
             Box::new(ours_over_baseline(fewest, |row| {
                 Some(row.latency(0.5)?.as_secs_f64())
             })),
@@ -515,43 +606,58 @@ fn ratios(
             figures.push(Figure {
                 backend,
                 metric,
-                value: format!("{} (rounds: {})", ratio(of(rows)), by_round.join(", ")),
+                value: format!("{} (rounds: {})", ratio(of(pooled)), by_round.join(", ")),
             });
         }
     }
     figures
 }
 
-/// On a log of its own, without the service: single appends, then the
-/// write model's start-up. Returns the single appends per second.
-async fn measure_log_alone(
-    label: &'static str,
-    backend: TestBackend,
-    figures: &mut Vec<Figure>,
-) -> f64 {
-    let log = backend.open_log().await;
-    let appends_per_second = measure_single_appends(label, &log, figures).await;
-    // The write model keeps its snapshots in PostgreSQL: beside the
-    // embedded log, or in a database of their own beside Iggy.
-    let (snapshots, iggy_server) = match backend {
-        TestBackend::Postgres(database) => (database, None),
-        TestBackend::Iggy { server, .. } => (TestDatabase::fresh().await, Some(server)),
-    };
-    measure_rebuild(label, &log, &snapshots.pool, figures).await;
-    log.shutdown().await;
-    snapshots.drop_database().await;
-    drop(iggy_server);
-    appends_per_second
+/// Single appends, one at a time, on one backend.
+#[derive(Clone)]
+struct SingleAppends {
+    backend: &'static str,
+    samples: Vec<Duration>,
+    elapsed: Duration,
 }
 
-/// Appends of one event each, one after the other, straight to the log:
-/// the most commands per second a write path that appends once per
-/// command can reach. Returns appends per second.
-async fn measure_single_appends(
-    label: &'static str,
-    log: &EventLog,
-    figures: &mut Vec<Figure>,
-) -> f64 {
+/// Single appends on a log of their own beside the service's — a fresh
+/// database on the same PostgreSQL, or a fresh stream on the same
+/// iggy-server — just before the build's windows, so that the bound and the
+/// commands are measured minutes apart at most, as the machine was then.
+async fn single_appends_beside(
+    backend: &'static str,
+    iggy_server: Option<&IggyServer>,
+) -> SingleAppends {
+    match iggy_server {
+        None => {
+            let side = TestDatabase::fresh().await;
+            let log = LogLocation::Embedded.open(&side.pool).await;
+            let appends = single_appends(backend, &log).await;
+            log.shutdown().await;
+            side.drop_database().await;
+            appends
+        }
+        Some(server) => {
+            let stream = fresh_stream_name();
+            let log = EventLog::open(LogConfig::Iggy(server.config(&stream)))
+                .await
+                .expect("the log opens");
+            log.wait_until_ready(Duration::from_secs(20))
+                .await
+                .expect("the log becomes ready");
+            let appends = single_appends(backend, &log).await;
+            log.shutdown().await;
+            service::delete_iggy_stream(&server.url, &stream).await;
+            appends
+        }
+    }
+}
+
+/// Appends of one event each, one after the other, straight to the log,
+/// for `SINGLE_APPENDS_FOR`: the most commands per second a write path
+/// that appends once per command can reach.
+async fn single_appends(backend: &'static str, log: &EventLog) -> SingleAppends {
     let mut samples = Vec::new();
     let started = Instant::now();
     while started.elapsed() < SINGLE_APPENDS_FOR {
@@ -564,17 +670,30 @@ async fn measure_single_appends(
             .expect("the log appends");
         samples.push(appending.elapsed());
     }
-    let per_second = samples.len() as f64 / started.elapsed().as_secs_f64();
-    samples.sort();
-    figures.push(Figure {
-        backend: label,
-        metric: format!(
-            "single durable appends, one at a time, p50 {}",
-            format_duration(percentile(&samples, 0.5))
-        ),
-        value: format!("{per_second:.0} /s"),
-    });
-    per_second
+    SingleAppends {
+        backend,
+        samples,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// The write model's start-up, on a log of its own without the service.
+async fn measure_rebuild_alone(
+    label: &'static str,
+    backend: TestBackend,
+    figures: &mut Vec<Figure>,
+) {
+    let log = backend.open_log().await;
+    // The write model keeps its snapshots in PostgreSQL: beside the
+    // embedded log, or in a database of their own beside Iggy.
+    let (snapshots, iggy_server) = match backend {
+        TestBackend::Postgres(database) => (database, None),
+        TestBackend::Iggy { server, .. } => (TestDatabase::fresh().await, Some(server)),
+    };
+    measure_rebuild(label, &log, &snapshots.pool, figures).await;
+    log.shutdown().await;
+    snapshots.drop_database().await;
+    drop(iggy_server);
 }
 
 /// Tops `incident-events` up to 100,000 events (a created and comments

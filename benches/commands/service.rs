@@ -23,13 +23,27 @@ const CATCH_UP_LIMIT: Duration = Duration::from_secs(60);
 pub struct Build {
     /// `baseline` or `ours`.
     pub name: &'static str,
+    /// Where `scripts/bench` built it.
+    pub built_at: PathBuf,
+    /// The copy that runs (see [`Builds::from_env`]).
     pub binary: PathBuf,
     /// The commit it was built from; `+ uncommitted changes` when the
     /// working tree had some.
     pub revision: String,
 }
 
-impl Build {
+/// Both builds, each copied to a path as long as the other's. The kernel
+/// puts the path of the program, its arguments and its environment at the
+/// top of a new process's stack, so their lengths shift its alignment: a
+/// known source of bias of a few percent between identical programs. With
+/// paths (and environments, see [`Service::start`]) of one length, neither
+/// build gets a different start from where it was built.
+pub struct Builds {
+    pub both: [Build; 2],
+    copies: PathBuf,
+}
+
+impl Builds {
     /// `BENCH_BASELINE_BIN` / `BENCH_BASELINE_REVISION` and
     /// `BENCH_OURS_BIN` / `BENCH_OURS_REVISION`, which `scripts/bench`
     /// sets after building both.
@@ -37,8 +51,12 @@ impl Build {
     /// # Panics
     ///
     /// When one is unset or its binary is missing.
-    pub fn both_from_env() -> [Build; 2] {
-        let build = |name: &'static str, prefix: &str| {
+    pub fn from_env() -> Builds {
+        let copies = std::env::temp_dir().join(format!(
+            "marauders-bench-binaries-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let build = |name: &'static str, prefix: &str, copy: &str| {
             let variable = |suffix: &str| {
                 std::env::var(format!("{prefix}_{suffix}")).unwrap_or_else(|_| {
                     panic!(
@@ -46,18 +64,29 @@ impl Build {
                     )
                 })
             };
-            let binary = PathBuf::from(variable("BIN"));
-            assert!(binary.is_file(), "no binary at {}", binary.display());
+            let built_at = PathBuf::from(variable("BIN"));
+            let binary = copies.join(copy).join("marauders-map");
+            std::fs::create_dir_all(binary.parent().expect("a directory"))
+                .and_then(|()| std::fs::copy(&built_at, &binary))
+                .unwrap_or_else(|error| panic!("copy {}: {error}", built_at.display()));
             Build {
                 name,
+                built_at,
                 binary,
                 revision: variable("REVISION"),
             }
         };
-        [
-            build("baseline", "BENCH_BASELINE"),
-            build("ours", "BENCH_OURS"),
-        ]
+        let both = [
+            build("baseline", "BENCH_BASELINE", "1"),
+            build("ours", "BENCH_OURS", "2"),
+        ];
+        Builds { both, copies }
+    }
+}
+
+impl Drop for Builds {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.copies);
     }
 }
 
@@ -92,22 +121,41 @@ impl IggyStream {
     ///
     /// When either cannot be deleted.
     pub async fn remove(self) {
-        let admin = IggyClient::from_connection_string(&self.admin_url).expect("an Iggy URL");
-        admin
-            .connect()
-            .await
-            .expect("connect to Iggy as its administrator");
-        let named = |name: &str| Identifier::named(name).expect("a valid Iggy name");
-        admin
-            .delete_stream(&named(&self.stream))
-            .await
-            .unwrap_or_else(|error| panic!("delete the stream {}: {error}", self.stream));
+        let admin = connect_as_administrator(&self.admin_url).await;
         admin
             .delete_user(&named(&self.username))
             .await
             .unwrap_or_else(|error| panic!("delete the Iggy user {}: {error}", self.username));
         let _ = admin.shutdown().await;
+        delete_iggy_stream(&self.admin_url, &self.stream).await;
     }
+}
+
+/// Deletes `stream` on the Iggy server at `admin_url` (an administrator's).
+///
+/// # Panics
+///
+/// When it cannot be deleted.
+pub async fn delete_iggy_stream(admin_url: &str, stream: &str) {
+    let admin = connect_as_administrator(admin_url).await;
+    admin
+        .delete_stream(&named(stream))
+        .await
+        .unwrap_or_else(|error| panic!("delete the stream {stream}: {error}"));
+    let _ = admin.shutdown().await;
+}
+
+async fn connect_as_administrator(admin_url: &str) -> IggyClient {
+    let admin = IggyClient::from_connection_string(admin_url).expect("an Iggy URL");
+    admin
+        .connect()
+        .await
+        .expect("connect to Iggy as its administrator");
+    admin
+}
+
+fn named(name: &str) -> Identifier {
+    Identifier::named(name).expect("a valid Iggy name")
 }
 
 /// The service's processes, running. Dropping it kills what still runs
@@ -139,11 +187,10 @@ impl Service {
     ///
     /// When a step fails or a process exits; the message carries its log.
     pub async fn start(build: &Build, database_url: &str, iggy: Option<&IggyStream>) -> Service {
-        let data_dir = std::env::temp_dir().join(format!(
-            "marauders-bench-{}-{}",
-            build.name,
-            uuid::Uuid::new_v4().simple()
-        ));
+        // Named alike for both builds: the environment below holds it,
+        // and must be as long for one as for the other.
+        let data_dir =
+            std::env::temp_dir().join(format!("marauders-bench-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&data_dir).expect("create the service's data directory");
         let port = free_port();
         // Everything the processes see: the environment is cleared, so

@@ -592,8 +592,15 @@ impl WriteModel {
             folded,
         };
         // Serializing a large fold takes a while: not on a runtime thread
-        // that commands are waiting for.
-        let state = tokio::task::spawn_blocking(move || serde_json::to_value(&snapshot)).await??;
+        // that commands are waiting for. Straight to JSON text, which
+        // PostgreSQL parses into the JSONB column as it would any other:
+        // a `serde_json::Value` in between cost an allocation per field of
+        // every incident and every remembered key, and then had to be
+        // written out as text all the same.
+        let state = tokio::task::spawn_blocking(move || {
+            serde_json::value::to_raw_value(&snapshot).map(sqlx::types::Json)
+        })
+        .await??;
         sqlx::query(
             "INSERT INTO write_model_snapshots (name, format, next_offset, state) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO UPDATE SET format = EXCLUDED.format, next_offset = EXCLUDED.next_offset,

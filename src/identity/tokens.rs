@@ -16,6 +16,7 @@
 //! ([`JwtKeys::successor_of`]). Unpredictable without the secret, and the
 //! same every time it is asked for.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
@@ -73,7 +74,19 @@ pub struct JwtKeys {
     /// Keys [`JwtKeys::successor_of`]; derived from the secret for that one
     /// purpose, so it signs nothing else.
     successor_key: [u8; 32],
+    /// Access tokens whose signature this process has checked, with their
+    /// claims. A client sends the same token with every request for its
+    /// whole lifetime, and checking it again (two base64 decodes, two JSON
+    /// parses and an HMAC) was a few percent of a command's CPU. The token
+    /// is the key, byte for byte, so only the exact string that verified
+    /// finds its entry; expiry is still checked on every request.
+    verified: std::sync::Mutex<HashMap<String, AccessClaims>>,
 }
+
+/// The most access tokens [`JwtKeys`] remembers as verified; past it the
+/// memory is emptied and refilled by the next requests. A token is about
+/// 300 bytes, so this bounds it to a few MiB.
+const MAX_VERIFIED_TOKENS: usize = 10_000;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -94,6 +107,7 @@ impl JwtKeys {
             validation,
             access_token_lifetime: ACCESS_TOKEN_TTL,
             successor_key: hmac_sha256(secret, b"marauders-map refresh token successor v1"),
+            verified: std::sync::Mutex::default(),
         }
     }
 
@@ -130,12 +144,40 @@ impl JwtKeys {
     }
 
     pub fn verify_access_token(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
+        let remembered = self
+            .verified
+            .lock()
+            .expect("never poisoned")
+            .get(token)
+            .cloned();
+        if let Some(claims) = remembered {
+            return self.unexpired(claims, jsonwebtoken::get_current_timestamp());
+        }
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|error| match error.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
-            })
+            })?;
+        let mut verified = self.verified.lock().expect("never poisoned");
+        if verified.len() >= MAX_VERIFIED_TOKENS {
+            verified.clear();
+        }
+        verified.insert(token.to_owned(), claims.clone());
+        Ok(claims)
+    }
+
+    /// `claims` of a token verified earlier, unless it has expired by
+    /// `now` (seconds since the epoch): the check `jsonwebtoken` makes,
+    /// with the same leeway.
+    fn unexpired(&self, claims: AccessClaims, now: u64) -> Result<AccessClaims, TokenError> {
+        // A token with a negative `exp` never verified, so is never here.
+        let exp = u64::try_from(claims.exp).map_err(|_| TokenError::Invalid)?;
+        if exp < now.saturating_sub(self.validation.leeway) {
+            Err(TokenError::Expired)
+        } else {
+            Ok(claims)
+        }
     }
 }
 
@@ -239,6 +281,36 @@ mod tests {
         assert_eq!(forger.verify_access_token(&token), Err(TokenError::Invalid));
         assert_eq!(
             keys.verify_access_token("not.a.jwt"),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires_and_other_strings_are_checked_afresh() {
+        let keys = JwtKeys::from_secret(&[7; 32]);
+        let token = keys.issue_access_token(Uuid::now_v7(), Role::Student, Uuid::now_v7());
+        let first = keys.verify_access_token(&token).unwrap();
+        assert_eq!(keys.verify_access_token(&token), Ok(first.clone()));
+
+        // Expired once `exp` is more than the leeway behind, as jsonwebtoken
+        // has it.
+        let exp = first.exp as u64;
+        let leeway = keys.validation.leeway;
+        assert_eq!(
+            keys.unexpired(first.clone(), exp + leeway),
+            Ok(first.clone())
+        );
+        assert_eq!(
+            keys.unexpired(first, exp + leeway + 1),
+            Err(TokenError::Expired)
+        );
+
+        // A tampered copy of a remembered token is not found, and fails.
+        let at = token.len() - 10; // within the signature
+        let swapped = if &token[at..=at] == "A" { "B" } else { "A" };
+        let tampered = format!("{}{swapped}{}", &token[..at], &token[at + 1..]);
+        assert_eq!(
+            keys.verify_access_token(&tampered),
             Err(TokenError::Invalid)
         );
     }

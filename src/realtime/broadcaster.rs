@@ -25,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::session::Session;
 use super::wire::{
-    Audience, LIVE_ROOM, Outgoing, ReplayComplete, ReplayIncomplete, incident_room, user_room,
+    Audience, LIVE_ROOM, Outgoing, ReplayComplete, ReplayIncomplete, incident_room, route,
+    user_room,
 };
 use crate::commands::WriteModel;
 use crate::commands::write_model::EventAt;
@@ -115,13 +116,19 @@ impl Broadcaster {
         let next_offset = page.next_offset;
         self.write_model.catch_up_to(next_offset).await?;
         let mut events = 0;
-        for (offset, event, outgoing) in self.accepted(&page.records) {
-            let recipients = match outgoing.audience {
+        for (offset, event, audience) in self.accepted(&page.records) {
+            let recipients = match audience {
                 Audience::Everyone => self.io.to(LIVE_ROOM).sockets(),
                 Audience::IncidentRoom(id) => self.io.to(incident_room(id)).sockets(),
             };
-            for socket in &recipients {
-                deliver_live(socket, outgoing.name, &outgoing.payload);
+            // Serialized only for someone: most comments go to a room
+            // nobody has open.
+            if !recipients.is_empty()
+                && let Some(outgoing) = Outgoing::of(offset, &event)
+            {
+                for socket in &recipients {
+                    deliver_live(socket, outgoing.name, &outgoing.payload);
+                }
             }
             if matches!(
                 event.payload,
@@ -287,8 +294,10 @@ impl Broadcaster {
                 .into_iter()
                 .take_while(|record| record.offset < target)
                 .collect();
-            for (_, _, outgoing) in self.accepted(&within) {
-                if session.may_see(outgoing.audience) {
+            for (offset, event, audience) in self.accepted(&within) {
+                if session.may_see(audience)
+                    && let Some(outgoing) = Outgoing::of(offset, &event)
+                {
                     match pace {
                         Pace::WaitForSlowClient => {
                             deliver_replayed(socket, outgoing.name, &outgoing.payload).await
@@ -319,9 +328,11 @@ impl Broadcaster {
     }
 
     /// Of `records`, the events browsers receive that won their version,
-    /// with what to send for each, in log order: one look at the write
-    /// model for the whole page, which it must have folded already.
-    fn accepted(&self, records: &[LogRecord]) -> Vec<(u64, Event, Outgoing)> {
+    /// with who receives each, in log order: one look at the write model
+    /// for the whole page, which it must have folded already. What to send
+    /// ([`Outgoing::of`]) is left to the caller, who knows whether anyone
+    /// will receive it.
+    fn accepted(&self, records: &[LogRecord]) -> Vec<(u64, Event, Audience)> {
         let decoded: Vec<(EventAt, Event)> = records
             .iter()
             .filter_map(|record| {
@@ -351,8 +362,8 @@ impl Broadcaster {
             .zip(accepted)
             .filter(|(_, accepted)| *accepted)
             .filter_map(|((at, event), _)| {
-                let outgoing = Outgoing::of(at.offset, &event)?;
-                Some((at.offset, event, outgoing))
+                let (_, audience) = route(&event.payload)?;
+                Some((at.offset, event, audience))
             })
             .collect()
     }

@@ -17,7 +17,8 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
-    /// Creates `mm_test_<uuid>` on the PostgreSQL at `TEST_DATABASE_URL` (an
+    /// Creates `mm_test_<uuid>` (or `TEST_DATABASE_PREFIX` + uuid) on the
+    /// PostgreSQL at `TEST_DATABASE_URL` (an
     /// admin URL; `scripts/test` starts a private instance and sets it), as
     /// a copy of a database migrated once per test process: the same as
     /// migrating each one, without running the migrations hundreds of times.
@@ -28,7 +29,7 @@ impl TestDatabase {
     /// these tests need a real PostgreSQL.
     pub async fn fresh() -> TestDatabase {
         let admin = admin_options();
-        let name = format!("mm_test_{}", Uuid::new_v4().simple());
+        let name = format!("{}{}", database_name_prefix(), Uuid::new_v4().simple());
         let template = migrated_template().await;
         execute_as_admin(
             &admin,
@@ -55,7 +56,7 @@ impl TestDatabase {
     /// As [`TestDatabase::fresh`].
     pub async fn empty() -> TestDatabase {
         let admin = admin_options();
-        let name = format!("mm_test_{}", Uuid::new_v4().simple());
+        let name = format!("{}{}", database_name_prefix(), Uuid::new_v4().simple());
         execute_as_admin(&admin, &format!("CREATE DATABASE \"{name}\"")).await;
         let url = admin.database(&name).to_url_lossy().to_string();
         TestDatabase::connect(name, url).await
@@ -93,6 +94,28 @@ impl TestDatabase {
     }
 }
 
+/// What every database this process makes is named with: `mm_test_`, or
+/// `TEST_DATABASE_PREFIX`. `scripts/test` drops every `mm_test_` database
+/// a previous run left; `scripts/bench` gives each of its runs a prefix of
+/// its own (`mm_bench_<pid>_`), so that neither drops a database the other
+/// is using on the same PostgreSQL.
+///
+/// # Panics
+///
+/// When `TEST_DATABASE_PREFIX` holds anything but lowercase letters,
+/// digits and `_` (it becomes part of a quoted SQL identifier).
+fn database_name_prefix() -> String {
+    let prefix = std::env::var("TEST_DATABASE_PREFIX").unwrap_or_else(|_| "mm_test_".to_owned());
+    assert!(
+        !prefix.is_empty()
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+        "TEST_DATABASE_PREFIX must be lowercase letters, digits and _: {prefix:?}"
+    );
+    prefix
+}
+
 fn admin_options() -> PgConnectOptions {
     let admin_url = std::env::var("TEST_DATABASE_URL").expect(
         "TEST_DATABASE_URL is not set: run the tests with scripts/test, which starts a private PostgreSQL",
@@ -112,15 +135,19 @@ async fn execute_as_admin(admin: &PgConnectOptions, statement: &str) {
 }
 
 /// The name of a database this process migrated, which every test database
-/// copies. Named like the test databases, so `scripts/test` drops it with
-/// them; it has no open connection once made (PostgreSQL copies only such
+/// copies. Named like the test databases, so the script that drops those
+/// drops it with them; it has no open connection once made (PostgreSQL copies only such
 /// templates).
 async fn migrated_template() -> &'static str {
     static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     TEMPLATE
         .get_or_init(|| async {
             let admin = admin_options();
-            let name = format!("mm_test_template_{}", Uuid::new_v4().simple());
+            let name = format!(
+                "{}template_{}",
+                database_name_prefix(),
+                Uuid::new_v4().simple()
+            );
             execute_as_admin(&admin, &format!("CREATE DATABASE \"{name}\"")).await;
             let mut connection = sqlx::PgConnection::connect_with(&admin.database(&name))
                 .await
