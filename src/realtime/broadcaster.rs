@@ -83,7 +83,7 @@ pub struct Broadcaster {
     position: Mutex<Option<u64>>,
     /// Accepted events that may have produced notifications, for the
     /// notification pusher.
-    notifications: mpsc::UnboundedSender<(u64, uuid::Uuid)>,
+    notifications: mpsc::Sender<(u64, uuid::Uuid)>,
 }
 
 impl Broadcaster {
@@ -91,7 +91,7 @@ impl Broadcaster {
         log: EventLog,
         write_model: Arc<WriteModel>,
         io: SocketIo,
-        notifications: mpsc::UnboundedSender<(u64, uuid::Uuid)>,
+        notifications: mpsc::Sender<(u64, uuid::Uuid)>,
     ) -> Broadcaster {
         Broadcaster {
             log,
@@ -136,9 +136,18 @@ impl Broadcaster {
                     | EventPayload::IncidentResolved(_)
                     | EventPayload::SeverityEscalated(_)
             ) {
-                // The pusher outlives the broadcaster only during shutdown,
-                // when a lost notification push is harmless (it is stored).
-                let _ = self.notifications.send((offset, event.event_id));
+                // Never waited for: a pusher that is behind (its queue
+                // full) or gone (shutdown) costs the live push only — the
+                // notification is stored, and the bell lists it on its
+                // next read.
+                if let Err(mpsc::error::TrySendError::Full(_)) =
+                    self.notifications.try_send((offset, event.event_id))
+                {
+                    tracing::warn!(
+                        offset,
+                        "the notification pusher is behind; live push skipped"
+                    );
+                }
             }
             events += 1;
         }

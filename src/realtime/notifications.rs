@@ -35,18 +35,20 @@ const PUSH_DEADLINE: Duration = Duration::from_secs(35);
 /// The most events one push reads the notifications of.
 const PUSH_BATCH: usize = 256;
 
+/// The most events waiting to be pushed; past it the broadcaster skips the
+/// live push of the next ones (they are stored and listed all the same)
+/// rather than hold memory for a pusher that cannot keep up.
+pub const PUSH_QUEUE: usize = 4_096;
+
 pub struct NotificationPusher {
     pool: PgPool,
     io: SocketIo,
-    events: mpsc::UnboundedReceiver<(u64, Uuid)>,
+    events: mpsc::Receiver<(u64, Uuid)>,
 }
 
 impl NotificationPusher {
-    pub fn new(
-        pool: PgPool,
-        io: SocketIo,
-    ) -> (mpsc::UnboundedSender<(u64, Uuid)>, NotificationPusher) {
-        let (sender, events) = mpsc::unbounded_channel();
+    pub fn new(pool: PgPool, io: SocketIo) -> (mpsc::Sender<(u64, Uuid)>, NotificationPusher) {
+        let (sender, events) = mpsc::channel(PUSH_QUEUE);
         (sender, NotificationPusher { pool, io, events })
     }
 
