@@ -28,7 +28,9 @@ use crate::outbox::OutboxRelay;
 use crate::projections::{Projections, ProjectionsError};
 use crate::realtime;
 use futures::future::BoxFuture;
-use marauders_projections::{Projection, Projector, ProjectorRunner, ProjectorVisitor, SwitchHold};
+use marauders_projections::{
+    AppliedWatch, Projection, Projector, ProjectorRunner, ProjectorVisitor, SwitchHold,
+};
 use socketioxide::layer::SocketIoLayer;
 
 pub struct Application {
@@ -96,11 +98,13 @@ impl Application {
         let jwt = Arc::new(
             JwtKeys::from_secret(&secret).with_access_token_lifetime(serve.access_token_lifetime()),
         );
+        let applied = AppliedWatch::new(pool.clone());
         let realtime = realtime::gateway(
             log.clone(),
             pool.clone(),
             jwt.clone(),
             write_model.clone(),
+            applied.clone(),
             serve.session_check_interval(),
         );
         let address = SocketAddr::new(serve.host, serve.port);
@@ -140,6 +144,7 @@ impl Application {
                     database: config.database_timeout(),
                 },
                 database_breaker,
+                applied,
             },
         })
     }
@@ -215,6 +220,7 @@ impl Application {
         } else {
             Vec::new()
         };
+        let applied = tokio::spawn(state.applied.clone().run(shutdown.clone()));
         let follower = {
             let (write_model, shutdown) = (state.write_model.clone(), shutdown.clone());
             tokio::spawn(async move { write_model.follow_log(shutdown).await })
@@ -235,15 +241,18 @@ impl Application {
             Ok(Err(error)) => tracing::error!(%error, "the metrics listener failed"),
             Err(error) => tracing::error!(%error, "the metrics listener panicked"),
         }
-        for (task, name) in [(relay, "outbox relay"), (follower, "write model follower")]
-            .into_iter()
-            .chain(projectors.into_iter().map(|task| (task, "projector")))
-            .chain(
-                realtime_tasks
-                    .into_iter()
-                    .map(|task| (task, "real-time gateway")),
-            )
-        {
+        for (task, name) in [
+            (relay, "outbox relay"),
+            (follower, "write model follower"),
+            (applied, "projector notifications"),
+        ]
+        .into_iter()
+        .chain(projectors.into_iter().map(|task| (task, "projector")))
+        .chain(
+            realtime_tasks
+                .into_iter()
+                .map(|task| (task, "real-time gateway")),
+        ) {
             if let Err(error) = task.await {
                 tracing::error!(%error, task = name, "a background task panicked");
             }

@@ -10,6 +10,8 @@
 //!   for the service. Copies of an event change nothing (the version rule,
 //!   or rows keyed by event id); undecodable messages go to `dead_letters`;
 //!   an offset stored on another log stops the projector.
+//! - [`applied`]: [`AppliedWatch`], read-your-writes woken by the
+//!   projectors' notifications rather than polling.
 //! - [`read_model`]: the projector behind the incident queries.
 //! - [`notifications`]: comments, resolutions and CRITICAL escalations
 //!   turned into notifications for the people concerned.
@@ -21,6 +23,7 @@
 //! - [`consumer`]: [`LogConsumer`], the lighter consumer whose offset lives
 //!   on the log itself (used by the taste-test example).
 
+pub mod applied;
 pub mod audit;
 pub mod consumer;
 pub mod notifications;
@@ -29,6 +32,7 @@ pub mod rebuild;
 pub mod registry;
 pub mod runtime;
 
+pub use applied::{ADVANCED_CHANNEL, AppliedWatch};
 pub use audit::{AUDIT, AuditProjector};
 pub use consumer::{ConsumerError, EventHandler, LogConsumer, PollOutcome};
 pub use notifications::{NOTIFICATIONS, NotificationsProjector};
@@ -40,5 +44,5 @@ pub use rebuild::{
 pub use registry::{Projection, ProjectorVisitor, UnknownProjection};
 pub use runtime::{
     HEARTBEAT_INTERVAL, ProjectionError, ProjectionPosition, Projector, ProjectorRunner,
-    StepOutcome, projection_position, stored_offset, wait_until_applied,
+    StepOutcome, projection_position, stored_offset,
 };

@@ -11,6 +11,8 @@ use marauders_core::log::{EventLog, LogError, LogId, Topic};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
+use crate::applied::ADVANCED_CHANNEL;
+
 /// How often an idle runner proves it is alive; a projector whose offset row
 /// has not moved for three of these is reported as stopped.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
@@ -215,6 +217,15 @@ impl<P: Projector> ProjectorRunner<P> {
             .bind(log_id.0)
             .execute(&mut *tx)
             .await?;
+        if self.schema.is_none() {
+            // Delivered at commit: wakes read-your-writes waiters in every
+            // process (`applied.rs`). A rebuild's steps wake nobody.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(ADVANCED_CHANNEL)
+                .bind(format!("{name} {next_offset}"))
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(StepOutcome::Advanced {
             applied,
@@ -277,29 +288,6 @@ impl<P: Projector> ProjectorRunner<P> {
             }
         }
         tracing::info!(projector = name, "projector stopped");
-    }
-}
-
-/// Waits until `projector` has applied `offset` of `topic` (its stored
-/// offset is past it), checking every 10 ms; false if it has not within
-/// `max_wait`. Read-your-writes queries and the real-time notification
-/// pusher both wait this way.
-pub async fn wait_until_applied(
-    pool: &PgPool,
-    projector: &str,
-    topic: Topic,
-    offset: u64,
-    max_wait: Duration,
-) -> Result<bool, sqlx::Error> {
-    let deadline = tokio::time::Instant::now() + max_wait;
-    loop {
-        if stored_offset(pool, projector, topic).await? > offset {
-            return Ok(true);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Ok(false);
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

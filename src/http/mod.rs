@@ -62,6 +62,7 @@ use crate::identity::tokens::JwtKeys;
 use crate::log::EventLog;
 use crate::projections::Projections;
 use dependencies::{Dependencies, needs_the_database, needs_the_log};
+use marauders_projections::AppliedWatch;
 
 /// What every handler can reach. Cheap to clone (everything inside is a
 /// handle).
@@ -82,6 +83,8 @@ pub struct AppState {
     pub deadlines: deadline::Deadlines,
     /// PostgreSQL's circuit breaker (see [`dependencies`]).
     pub database_breaker: DatabaseBreaker,
+    /// Wakes read-your-writes waiters when a projector advances.
+    pub applied: AppliedWatch,
 }
 
 /// Every REST route, each registered together with its description in the

@@ -15,7 +15,7 @@ use axum::extract::State;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use marauders_projections::{READ_MODEL, projection_position, wait_until_applied};
+use marauders_projections::{READ_MODEL, projection_position};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -403,7 +403,11 @@ async fn wait_for_offset(
         return Err(ApiError::invalid_fields(fields));
     }
     let left = deadline.saturating_duration_since(Instant::now());
-    if wait_until_applied(&state.pool, projector, topic, min_offset, left).await? {
+    if state
+        .applied
+        .wait_until_applied(projector, topic, min_offset, left)
+        .await?
+    {
         Ok(())
     } else {
         Err(ApiError::Unavailable(format!(

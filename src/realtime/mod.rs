@@ -30,6 +30,7 @@ pub mod wire;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
+use marauders_projections::AppliedWatch;
 use socketioxide::extract::{AckSender, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
@@ -99,12 +100,13 @@ pub fn gateway(
     pool: PgPool,
     jwt: Arc<JwtKeys>,
     write_model: Arc<WriteModel>,
+    applied: AppliedWatch,
     session_check_interval: Duration,
 ) -> (SocketIoLayer, Workers) {
     let (layer, io) = SocketIo::builder()
         .max_buffer_size(SEND_BUFFER)
         .build_layer();
-    let (push, pusher) = NotificationPusher::new(pool.clone(), io.clone());
+    let (push, pusher) = NotificationPusher::new(pool.clone(), applied, io.clone());
     let presence_drain = CancellationToken::new();
     let (presence, presence_appender) = PresencePublisher::new(log.clone(), presence_drain.clone());
     let presence_projector = PresenceProjector::new(log.clone(), pool.clone(), io.clone());

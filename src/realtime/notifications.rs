@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use marauders_projections::{NOTIFICATIONS, wait_until_applied};
+use marauders_projections::{AppliedWatch, NOTIFICATIONS};
 use socketioxide::SocketIo;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
@@ -42,14 +42,27 @@ pub const PUSH_QUEUE: usize = 4_096;
 
 pub struct NotificationPusher {
     pool: PgPool,
+    applied: AppliedWatch,
     io: SocketIo,
     events: mpsc::Receiver<(u64, Uuid)>,
 }
 
 impl NotificationPusher {
-    pub fn new(pool: PgPool, io: SocketIo) -> (mpsc::Sender<(u64, Uuid)>, NotificationPusher) {
+    pub fn new(
+        pool: PgPool,
+        applied: AppliedWatch,
+        io: SocketIo,
+    ) -> (mpsc::Sender<(u64, Uuid)>, NotificationPusher) {
         let (sender, events) = mpsc::channel(PUSH_QUEUE);
-        (sender, NotificationPusher { pool, io, events })
+        (
+            sender,
+            NotificationPusher {
+                pool,
+                applied,
+                io,
+                events,
+            },
+        )
     }
 
     pub async fn run(mut self, shutdown: CancellationToken) {
@@ -85,14 +98,15 @@ impl NotificationPusher {
         let Some(last_offset) = events.iter().map(|(offset, _)| *offset).max() else {
             return Ok(0);
         };
-        let applied = wait_until_applied(
-            &self.pool,
-            NOTIFICATIONS,
-            Topic::IncidentEvents,
-            last_offset,
-            PROJECTION_WAIT,
-        )
-        .await?;
+        let applied = self
+            .applied
+            .wait_until_applied(
+                NOTIFICATIONS,
+                Topic::IncidentEvents,
+                last_offset,
+                PROJECTION_WAIT,
+            )
+            .await?;
         if !applied {
             tracing::warn!(
                 last_offset,

@@ -15,6 +15,7 @@ use marauders_map::incident::Rule;
 use marauders_map::log::breaker::BreakerSettings;
 use marauders_map::log::{EventLog, LogConfig};
 use marauders_map::projections::Projections;
+use marauders_projections::AppliedWatch;
 use marauders_testkit::{TEST_JWT_SECRET, TestApp, TestDatabase, no_web_page_dir};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -458,6 +459,7 @@ async fn app_state(pool: &sqlx::PgPool) -> AppState {
             Deadlines::default().database,
             BreakerSettings::default(),
         ),
+        applied: AppliedWatch::new(pool.clone()),
     }
 }
 

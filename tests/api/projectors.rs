@@ -4,6 +4,7 @@
 //! agreeing with the write side, also under races and random histories.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use marauders_map::domain::{Location, Role, Severity};
@@ -14,8 +15,8 @@ use marauders_map::incident::{
 };
 use marauders_map::log::{EventLog, LogMessage, Topic};
 use marauders_projections::{
-    Projector, ProjectorRunner, READ_MODEL, ReadModelProjector, RebuildProgress, StepOutcome,
-    SwitchHold, rebuild_projection, stored_offset,
+    ADVANCED_CHANNEL, AppliedWatch, Projector, ProjectorRunner, READ_MODEL, ReadModelProjector,
+    RebuildProgress, StepOutcome, SwitchHold, rebuild_projection, stored_offset,
 };
 use marauders_testkit::events::{incident_created, user_logged_out};
 use marauders_testkit::{
@@ -112,6 +113,66 @@ async fn a_rebuild_that_waited_while_the_live_projector_ran_ahead_switches_witho
         "the report the live projector applied is in the new tables"
     );
     assert_eq!(count(&pool, "SELECT count(*) FROM read_incidents").await, 2);
+    log.shutdown().await;
+}
+
+/// A step that advances tells every listener at its commit, with the
+/// projector and its new offset; a waiter for that offset is woken by it,
+/// and a waiter for an offset nothing reaches gets false at its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_advances_notifies_at_commit_and_wakes_who_waits_for_it() {
+    let (database, log) = embedded_log().await;
+    let pool = database.pool.clone();
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .unwrap();
+    listener.listen(ADVANCED_CHANNEL).await.unwrap();
+    let applied = AppliedWatch::new(pool.clone());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let listening = tokio::spawn(applied.clone().run(shutdown.clone()));
+    let waiter = {
+        let applied = applied.clone();
+        tokio::spawn(async move {
+            applied
+                .wait_until_applied(
+                    READ_MODEL,
+                    Topic::IncidentEvents,
+                    0,
+                    Duration::from_secs(30),
+                )
+                .await
+        })
+    };
+
+    log.append(Topic::IncidentEvents, &[created(0).to_log_message()])
+        .await
+        .unwrap();
+    let runner = ProjectorRunner::new(ReadModelProjector, log.clone(), pool.clone());
+    runner.poll_once().await.unwrap();
+
+    let notification = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .expect("notified")
+        .unwrap();
+    assert_eq!(notification.payload(), "read-model 1");
+    assert!(
+        waiter.await.unwrap().unwrap(),
+        "woken once offset 0 was applied"
+    );
+    assert!(
+        !applied
+            .wait_until_applied(
+                READ_MODEL,
+                Topic::IncidentEvents,
+                1,
+                Duration::from_millis(300)
+            )
+            .await
+            .unwrap(),
+        "offset 1 was never applied"
+    );
+    shutdown.cancel();
+    listening.await.unwrap();
     log.shutdown().await;
 }
 
