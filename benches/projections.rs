@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use marauders_map::domain::{Location, Role, Severity};
 use marauders_map::log::Topic;
 use marauders_projections::{
-    ProjectorRunner, READ_MODEL, ReadModelProjector, RebuildProgress, StepOutcome,
+    ProjectorRunner, READ_MODEL, ReadModelProjector, RebuildClaim, RebuildProgress, StepOutcome,
     rebuild_projection, stored_offset,
 };
 use marauders_testkit::bench::{Figure, Row, append_incident_history, print_figures, print_table};
@@ -139,7 +139,12 @@ async fn measure(
         value: format!("{:.0} events/s", EVENTS as f64 / took.as_secs_f64()),
     });
     let started = Instant::now();
+    let claim = RebuildClaim::take(&database.pool, READ_MODEL)
+        .await
+        .unwrap()
+        .expect("no other rebuild runs");
     rebuild_projection(
+        &claim,
         ReadModelProjector,
         separate.clone(),
         database.pool.clone(),
@@ -147,6 +152,7 @@ async fn measure(
     )
     .await
     .unwrap();
+    claim.release().await;
     figures.push(Figure {
         backend,
         metric: format!("rebuild read model from offset 0, {EVENTS} events"),

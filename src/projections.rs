@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use marauders_projections::{
     HEARTBEAT_INTERVAL, Projection, ProjectionError, Projector, ProjectorVisitor, RebuildClaim,
-    RebuildProgress, RebuildReport, UnknownProjection, projection_position, rebuild_claimed,
+    RebuildProgress, RebuildReport, UnknownProjection, projection_position, rebuild_projection,
 };
 use serde::Serialize;
 use sqlx::PgPool;
@@ -266,7 +266,7 @@ impl<'a> ProjectorVisitor for Rebuild<'a> {
     type Output = BoxFuture<'a, Result<RebuildReport, ProjectionError>>;
 
     fn visit<P: Projector + 'static>(self, projector: P) -> Self::Output {
-        Box::pin(rebuild_claimed(
+        Box::pin(rebuild_projection(
             self.claim,
             projector,
             self.log,

@@ -38,8 +38,7 @@ pub use consumer::{ConsumerError, EventHandler, LogConsumer, PollOutcome};
 pub use notifications::{NOTIFICATIONS, NotificationsProjector};
 pub use read_model::{READ_MODEL, ReadModelProjector};
 pub use rebuild::{
-    RebuildClaim, RebuildEstimate, RebuildProgress, RebuildReport, SwitchHold, rebuild_claimed,
-    rebuild_projection,
+    RebuildClaim, RebuildEstimate, RebuildProgress, RebuildReport, SwitchHold, rebuild_projection,
 };
 pub use registry::{Projection, ProjectorVisitor, UnknownProjection};
 pub use runtime::{

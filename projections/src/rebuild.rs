@@ -199,26 +199,10 @@ pub struct RebuildReport {
     pub next_offset: u64,
 }
 
-/// Rebuilds `projector`'s tables from offset 0 and switches over, unless
-/// a rebuild of it is already running somewhere
-/// ([`ProjectionError::AlreadyRebuilding`]).
+/// Rebuilds `projector`'s tables from offset 0 and switches over, under
+/// `claim`: the proof that no other rebuild of it runs (take it with
+/// [`RebuildClaim::take`], release it after).
 pub async fn rebuild_projection<P: Projector>(
-    projector: P,
-    log: EventLog,
-    pool: PgPool,
-    progress: Arc<RebuildProgress>,
-) -> Result<RebuildReport, ProjectionError> {
-    let name = projector.name();
-    let claim = RebuildClaim::take(&pool, name)
-        .await?
-        .ok_or(ProjectionError::AlreadyRebuilding(name))?;
-    let rebuilt = rebuild_claimed(&claim, projector, log, pool, progress).await;
-    claim.release().await;
-    rebuilt
-}
-
-/// [`rebuild_projection`], for a caller that holds the claim already.
-pub async fn rebuild_claimed<P: Projector>(
     _claim: &RebuildClaim,
     projector: P,
     log: EventLog,
@@ -251,9 +235,9 @@ pub async fn rebuild_claimed<P: Projector>(
         progress
             .log_end
             .store(log.log_end(topic).await?, Ordering::Relaxed);
-        match step(&runner, &progress, &mut events).await? {
-            Some(_) => {}
-            None => break progress.applied_offset.load(Ordering::Relaxed),
+        if let StepOutcome::CaughtUp { next_offset } = step(&runner, &progress, &mut events).await?
+        {
+            break next_offset;
         }
     };
     progress.hold.pass().await;
@@ -275,8 +259,11 @@ pub async fn rebuild_claimed<P: Projector>(
     // with it too, so that the switch never moves the offset back.
     while next_offset < live {
         match step(&runner, &progress, &mut events).await? {
-            Some(reached) => next_offset = reached,
-            None => {
+            StepOutcome::Advanced {
+                next_offset: reached,
+                ..
+            } => next_offset = reached,
+            StepOutcome::CaughtUp { .. } => {
                 return Err(ProjectionError::Inconsistent(format!(
                     "the rebuild of {name} caught up with the log at {next_offset}, but the live projector is at {live}"
                 )));
@@ -334,30 +321,26 @@ pub async fn rebuild_claimed<P: Projector>(
     })
 }
 
-/// One batch of the rebuild: where it reached, or `None` when it had
-/// caught up with the log.
+/// One batch of the rebuild, its progress recorded.
 async fn step<P: Projector>(
     runner: &ProjectorRunner<P>,
     progress: &RebuildProgress,
     events: &mut u64,
-) -> Result<Option<u64>, ProjectionError> {
-    match runner.poll_once().await? {
+) -> Result<StepOutcome, ProjectionError> {
+    let outcome = runner.poll_once().await?;
+    let next_offset = match outcome {
         StepOutcome::Advanced {
             next_offset,
             applied,
             dead_lettered,
         } => {
             *events += (applied + dead_lettered) as u64;
-            progress
-                .applied_offset
-                .store(next_offset, Ordering::Relaxed);
-            Ok(Some(next_offset))
+            next_offset
         }
-        StepOutcome::CaughtUp { next_offset } => {
-            progress
-                .applied_offset
-                .store(next_offset, Ordering::Relaxed);
-            Ok(None)
-        }
-    }
+        StepOutcome::CaughtUp { next_offset } => next_offset,
+    };
+    progress
+        .applied_offset
+        .store(next_offset, Ordering::Relaxed);
+    Ok(outcome)
 }

@@ -91,10 +91,6 @@ pub enum ProjectionError {
         "a projector step did not finish within {0:?}: the database or the log is not answering"
     )]
     TimedOut(Duration),
-    /// A rebuild of this projection is running already, here or on another
-    /// instance on the same database.
-    #[error("projection '{0}' is already being rebuilt")]
-    AlreadyRebuilding(&'static str),
     /// The log and a projector's offset disagree in a way that needs an
     /// operator (say, a log end below an offset already applied).
     #[error("{0}")]

@@ -15,8 +15,9 @@ use marauders_map::incident::{
 };
 use marauders_map::log::{EventLog, LogMessage, Topic};
 use marauders_projections::{
-    ADVANCED_CHANNEL, AppliedWatch, Projector, ProjectorRunner, READ_MODEL, ReadModelProjector,
-    RebuildProgress, StepOutcome, SwitchHold, rebuild_projection, stored_offset,
+    ADVANCED_CHANNEL, AppliedWatch, ProjectionError, Projector, ProjectorRunner, READ_MODEL,
+    ReadModelProjector, RebuildClaim, RebuildProgress, RebuildReport, StepOutcome, SwitchHold,
+    rebuild_projection, stored_offset,
 };
 use marauders_testkit::events::{incident_created, user_logged_out};
 use marauders_testkit::{
@@ -51,6 +52,20 @@ async fn count(pool: &sqlx::PgPool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
+/// Rebuilds the read model under its claim, as the service does.
+async fn rebuild_read_model(
+    log: EventLog,
+    pool: sqlx::PgPool,
+    progress: Arc<RebuildProgress>,
+) -> Result<RebuildReport, ProjectionError> {
+    let claim = RebuildClaim::take(&pool, READ_MODEL)
+        .await?
+        .expect("no other rebuild of the read model runs");
+    let rebuilt = rebuild_projection(&claim, ReadModelProjector, log, pool, progress).await;
+    claim.release().await;
+    rebuilt
+}
+
 /// Applies everything the log holds.
 async fn catch_up(runner: &ProjectorRunner<ReadModelProjector>) {
     while let StepOutcome::Advanced { .. } = runner.poll_once().await.unwrap() {}
@@ -72,8 +87,7 @@ async fn a_rebuild_that_waited_while_the_live_projector_ran_ahead_switches_witho
     catch_up(&live).await;
     let hold = Arc::new(SwitchHold::default());
     hold.hold();
-    let rebuild = tokio::spawn(rebuild_projection(
-        ReadModelProjector,
+    let rebuild = tokio::spawn(rebuild_read_model(
         log.clone(),
         pool.clone(),
         Arc::new(RebuildProgress::held_by(hold.clone())),
@@ -595,7 +609,7 @@ proptest! {
             }
             let incremental = read_model_rows(&pool).await;
 
-            rebuild_projection(ReadModelProjector, log.clone(), pool.clone(), Arc::new(RebuildProgress::default()))
+            rebuild_read_model(log.clone(), pool.clone(), Arc::new(RebuildProgress::default()))
                 .await
                 .unwrap();
             assert_eq!(read_model_rows(&pool).await, incremental, "a rebuild gives the same read model");
