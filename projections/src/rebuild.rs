@@ -133,10 +133,22 @@ impl SwitchHold {
 
 /// The right to rebuild one projection: a session-level advisory lock on a
 /// connection of its own, held until the rebuild ends (or its connection
-/// does: a crashed instance's claim goes with it).
+/// does: a crashed instance's claim goes with it). A claim dropped without
+/// [`RebuildClaim::release`] (a rebuild task that panicked) closes its
+/// connection rather than hand it back to the pool still locked, which
+/// would refuse every later rebuild of the projection.
 pub struct RebuildClaim {
     connection: PoolConnection<Postgres>,
     key: i64,
+    unlocked: bool,
+}
+
+impl Drop for RebuildClaim {
+    fn drop(&mut self) {
+        if !self.unlocked {
+            self.connection.close_on_drop();
+        }
+    }
 }
 
 impl RebuildClaim {
@@ -152,7 +164,11 @@ impl RebuildClaim {
             .bind(key)
             .fetch_one(&mut *connection)
             .await?;
-        Ok(taken.then_some(RebuildClaim { connection, key }))
+        Ok(taken.then_some(RebuildClaim {
+            connection,
+            key,
+            unlocked: false,
+        }))
     }
 
     /// Whether a rebuild of `projection` runs anywhere on this database.
@@ -170,15 +186,13 @@ impl RebuildClaim {
     }
 
     /// Lets the next rebuild of this projection start. A connection that
-    /// cannot unlock is closed, which unlocks.
+    /// cannot unlock is closed (on drop), which unlocks.
     pub async fn release(mut self) {
-        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+        self.unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(self.key)
             .execute(&mut *self.connection)
-            .await;
-        if unlocked.is_err() {
-            self.connection.close_on_drop();
-        }
+            .await
+            .is_ok();
     }
 }
 

@@ -66,6 +66,41 @@ async fn rebuild_read_model(
     rebuilt
 }
 
+/// A claim dropped without being released (a rebuild task that panicked)
+/// does not leave its lock behind on a pooled connection: the projection
+/// can be rebuilt again.
+#[tokio::test]
+async fn a_rebuild_claim_dropped_without_release_lets_the_next_rebuild_claim() {
+    let (database, log) = embedded_log().await;
+    let pool = database.pool.clone();
+    let claim = RebuildClaim::take(&pool, READ_MODEL).await.unwrap();
+    assert!(claim.is_some());
+    assert!(RebuildClaim::is_taken(&pool, READ_MODEL).await.unwrap());
+    assert!(
+        RebuildClaim::take(&pool, READ_MODEL)
+            .await
+            .unwrap()
+            .is_none(),
+        "held"
+    );
+
+    drop(claim);
+
+    marauders_testkit::eventually(
+        "the dropped claim's lock ends",
+        marauders_testkit::EVENTUALLY,
+        || async { (!RebuildClaim::is_taken(&pool, READ_MODEL).await.unwrap()).then_some(()) },
+    )
+    .await;
+    let again = RebuildClaim::take(&pool, READ_MODEL).await.unwrap();
+    again.expect("claimed again").release().await;
+    assert!(
+        !RebuildClaim::is_taken(&pool, READ_MODEL).await.unwrap(),
+        "released"
+    );
+    log.shutdown().await;
+}
+
 /// Applies everything the log holds.
 async fn catch_up(runner: &ProjectorRunner<ReadModelProjector>) {
     while let StepOutcome::Advanced { .. } = runner.poll_once().await.unwrap() {}
